@@ -1,0 +1,340 @@
+//! One TOML file, layered: built-in defaults → the file → `IMGPIPE_*`
+//! environment variables (`IMGPIPE_<SECTION>__<KEY>`, e.g.
+//! `IMGPIPE_API__LISTEN=127.0.0.1:9000`). Validated once, at start.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub lake: LakeConfig,
+    pub api: ApiConfig,
+    pub processor: ProcessorConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// The embedded default: a directory on the local filesystem.
+    pub data_dir: PathBuf,
+    /// When set, the lake lives in S3 instead of `data_dir`.
+    pub s3: Option<S3Config>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./imgpipe-data"),
+            s3: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `imgpipe/`; empty for the root.
+    #[serde(default)]
+    pub prefix: String,
+    /// Custom endpoint (SeaweedFS, MinIO…); unset means AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_true")]
+    pub force_path_style: bool,
+    /// Per-request timeout for every S3 call.
+    #[serde(default = "default_s3_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_s3_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted image, in bytes (per file for multipart).
+    pub max_upload_bytes: u64,
+    pub max_files_per_request: usize,
+    /// Bearer keys; when empty the API refuses to bind a non-loopback address.
+    pub api_keys: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Uploads handled at once; bounds memory at about this × max_upload_bytes.
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_upload_bytes: 32 * 1024 * 1024,
+            max_files_per_request: 32,
+            api_keys: Vec::new(),
+            request_timeout: Duration::from_secs(60),
+            max_concurrent_uploads: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Refuse images with more pixels than this, read from the header.
+    pub max_pixels: u64,
+    /// Allocation cap for one decode (`image::Limits::max_alloc`).
+    pub max_decode_bytes: u64,
+    /// Raw bytes held by images being processed at once.
+    pub max_inflight_bytes: u64,
+    /// Capacity of the event channel from ingest to the processor.
+    pub queue_capacity: usize,
+    /// Longest side of the thumbnail, in pixels.
+    pub thumbnail_px: u32,
+    /// CPU threads for decode/resize/hash; 0 means one per core.
+    pub workers: usize,
+    /// Metadata rows are written at least this often.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Attempts for a storage failure before the image is given up for now.
+    pub retries: u32,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            max_pixels: 100_000_000,
+            max_decode_bytes: 1024 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            queue_capacity: 1024,
+            thumbnail_px: 256,
+            workers: 0,
+            flush_interval: Duration::from_secs(60),
+            retries: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How long anything we store may live. At most 7 days.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            period: MAX_RETENTION,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `IMGPIPE_<SECTION>__<KEY>` env vars.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&Config::default())?);
+        if let Some(path) = file {
+            // Read it ourselves so a missing file names its path.
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_owned(),
+                source: config::ConfigError::Foreign(Box::new(e)),
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        // Only IMGPIPE_<SECTION>__<KEY>: other IMGPIPE_* variables (test
+        // fixtures, tooling) are not configuration.
+        let overrides: config::Map<String, config::Value> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("IMGPIPE_")?;
+                rest.contains("__")
+                    .then(|| (rest.to_lowercase().replace("__", "."), v))
+            })
+            .map(|(k, v)| {
+                let value = if k == "api.api_keys" {
+                    config::Value::from(v.split(',').map(str::to_owned).collect::<Vec<_>>())
+                } else {
+                    config::Value::from(v)
+                };
+                (k, value)
+            })
+            .collect();
+        for (k, v) in overrides {
+            builder = builder.set_override(k, v)?;
+        }
+        let cfg: Config = builder.build()?.try_deserialize().map_err(|e| match file {
+            Some(path) => ConfigError::File {
+                path: path.to_owned(),
+                source: e,
+            },
+            None => ConfigError::Load(e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        let r = &self.retention;
+        if r.period.is_zero() || r.period > MAX_RETENTION {
+            return bad(format!(
+                "retention.period must be more than 0 and at most 7 days, got {}",
+                humantime::format_duration(r.period)
+            ));
+        }
+        if r.sweep_interval.is_zero() || r.sweep_interval > Duration::from_secs(300) {
+            return bad("retention.sweep_interval must be between 1s and 5m".into());
+        }
+        if self.api.max_upload_bytes == 0 {
+            return bad("api.max_upload_bytes must be positive".into());
+        }
+        if self.api.max_files_per_request == 0 || self.api.max_concurrent_uploads == 0 {
+            return bad("api.max_files_per_request and api.max_concurrent_uploads must be positive".into());
+        }
+        if self.api.api_keys.iter().any(|k| k.len() < 16) {
+            return bad("api.api_keys: every key must be at least 16 characters".into());
+        }
+        let p = &self.processor;
+        if !(16..=4096).contains(&p.thumbnail_px) {
+            return bad(format!("processor.thumbnail_px must be 16..=4096, got {}", p.thumbnail_px));
+        }
+        if p.max_pixels == 0 || p.max_decode_bytes == 0 || p.queue_capacity == 0 {
+            return bad("processor.max_pixels, max_decode_bytes and queue_capacity must be positive".into());
+        }
+        if p.max_inflight_bytes < self.api.max_upload_bytes {
+            return bad("processor.max_inflight_bytes must be at least api.max_upload_bytes".into());
+        }
+        if p.flush_interval.is_zero() || p.flush_interval > Duration::from_secs(60) {
+            return bad("processor.flush_interval must be between 1s and 60s (it bounds how late rows are purged)".into());
+        }
+        if let Some(s3) = &self.lake.s3 {
+            if s3.bucket.is_empty() {
+                return bad("lake.s3.bucket must not be empty".into());
+            }
+            if !(s3.prefix.is_empty() || s3.prefix.ends_with('/')) || s3.prefix.starts_with('/') {
+                return bad("lake.s3.prefix must be empty or end with '/' (and not start with one)".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The serving commands may listen publicly only behind API keys.
+    pub fn check_listen(&self) -> Result<(), ConfigError> {
+        if !self.api.listen.ip().is_loopback() && self.api.api_keys.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} without api.api_keys: anyone could upload; \
+                 configure keys or listen on 127.0.0.1",
+                self.api.listen
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn retention(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.retention.period).unwrap_or(chrono::Duration::days(7))
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        match self.processor.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(cfg.retention.period, MAX_RETENTION);
+        assert_eq!(cfg.api.max_upload_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imgpipe.toml");
+        std::fs::write(&path, "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 1000\n[processor]\nmax_inflight_bytes = 5000\n").unwrap();
+        let cfg = Config::load_with_env(
+            Some(&path),
+            env(&[("IMGPIPE_API__MAX_UPLOAD_BYTES", "2000"), ("IMGPIPE_TEST_S3_ENDPOINT", "x")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.api.listen.port(), 9000);
+        assert_eq!(cfg.api.max_upload_bytes, 2000);
+    }
+
+    #[test]
+    fn invalid_values_are_clear_errors() {
+        let e = Config::load_with_env(None, env(&[("IMGPIPE_RETENTION__PERIOD", "8d")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention.period"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[api]\nlistne = \"x\"\n").unwrap();
+        let e = Config::load_with_env(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn public_listen_needs_keys() {
+        let mut cfg = Config::default();
+        cfg.api.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(cfg.check_listen().is_err());
+        cfg.api.api_keys = vec!["k".repeat(32)];
+        assert!(cfg.check_listen().is_ok());
+    }
+}

@@ -1,0 +1,277 @@
+//! Where everything lives in the lake, and how to read a key back.
+//!
+//! Every key carries an image id (UUIDv7, see [`crate::id`]), so a key alone
+//! says when its data expires: the sweeper never reads an object to decide.
+//!
+//! ```text
+//! raw/dt=YYYY-MM-DD/hr=HH/<id>
+//! derived/dt=YYYY-MM-DD/hr=HH/<id>/thumb.jpg
+//! derived/dt=YYYY-MM-DD/hr=HH/<id>/script/<file>
+//! derived/dt=YYYY-MM-DD/hr=HH/<id>/manifest.json
+//! metadata/dt=YYYY-MM-DD/hr=HH/<maxid>-<rows>.parquet
+//! quarantine/dt=YYYY-MM-DD/hr=HH/<id>.json
+//! idempotency/<sha256(client key)>/<id>
+//! ```
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::id::ImageId;
+
+/// The top-level prefixes. Anything added here must be swept and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Area {
+    Raw,
+    Derived,
+    Metadata,
+    Quarantine,
+    Idempotency,
+}
+
+impl Area {
+    pub const ALL: [Area; 5] = [
+        Area::Raw,
+        Area::Derived,
+        Area::Metadata,
+        Area::Quarantine,
+        Area::Idempotency,
+    ];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Area::Raw => "raw/",
+            Area::Derived => "derived/",
+            Area::Metadata => "metadata/",
+            Area::Quarantine => "quarantine/",
+            Area::Idempotency => "idempotency/",
+        }
+    }
+}
+
+pub const THUMB_FILE: &str = "thumb.jpg";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// `dt=YYYY-MM-DD/hr=HH` of an instant (UTC).
+pub fn partition(at: DateTime<Utc>) -> String {
+    at.format("dt=%Y-%m-%d/hr=%H").to_string()
+}
+
+/// The keys of one image's data. Pure functions of the id.
+pub fn raw_key(id: ImageId) -> String {
+    format!("raw/{}/{id}", partition(id.received_at()))
+}
+
+pub fn derived_prefix(id: ImageId) -> String {
+    format!("derived/{}/{id}/", partition(id.received_at()))
+}
+
+pub fn thumb_key(id: ImageId) -> String {
+    format!("{}{THUMB_FILE}", derived_prefix(id))
+}
+
+pub fn manifest_key(id: ImageId) -> String {
+    format!("{}{MANIFEST_FILE}", derived_prefix(id))
+}
+
+/// Key for a file the customer's script wrote. `name` must be a single safe
+/// path segment (checked by the caller that collects script outputs).
+pub fn script_key(id: ImageId, name: &str) -> String {
+    format!("{}script/{name}", derived_prefix(id))
+}
+
+pub fn quarantine_key(id: ImageId) -> String {
+    format!("quarantine/{}/{id}.json", partition(id.received_at()))
+}
+
+/// A metadata file is named by its newest row's id and row count, and lives
+/// in that row's partition; writers never let one file span two hours.
+pub fn metadata_key(newest: ImageId, rows: usize) -> String {
+    format!(
+        "metadata/{}/{newest}-{rows}.parquet",
+        partition(newest.received_at())
+    )
+}
+
+/// Prefix under which the image stored for a client's idempotency key is
+/// recorded. The client key is hashed: it is arbitrary text we never trust
+/// in a path.
+pub fn idempotency_prefix(client_key: &str) -> String {
+    let digest = Sha256::digest(client_key.as_bytes());
+    format!("idempotency/{}/", hex::encode(digest))
+}
+
+pub fn idempotency_key(client_key: &str, id: ImageId) -> String {
+    format!("{}{id}", idempotency_prefix(client_key))
+}
+
+/// What a lake key says about the data under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedKey {
+    pub area: Area,
+    /// The image the object belongs to (for metadata files: the newest row).
+    pub id: ImageId,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not an imgpipe lake key: {key} ({why})")]
+pub struct KeyError {
+    pub key: String,
+    pub why: &'static str,
+}
+
+fn key_error(key: &str, why: &'static str) -> KeyError {
+    KeyError {
+        key: key.to_owned(),
+        why,
+    }
+}
+
+/// Read a key back. The partition must agree with the id's time, so a key
+/// moved or forged into an older partition cannot dodge or fool the sweeper.
+pub fn parse_key(key: &str) -> Result<ParsedKey, KeyError> {
+    let (area, rest) = Area::ALL
+        .iter()
+        .find_map(|a| key.strip_prefix(a.prefix()).map(|rest| (*a, rest)))
+        .ok_or_else(|| key_error(key, "unknown prefix"))?;
+    if area == Area::Idempotency {
+        let (hash, id) = rest
+            .split_once('/')
+            .ok_or_else(|| key_error(key, "idempotency key without id"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(key_error(key, "idempotency hash is not sha256 hex"));
+        }
+        let id = id
+            .parse::<ImageId>()
+            .map_err(|_| key_error(key, "bad image id"))?;
+        return Ok(ParsedKey { area, id });
+    }
+    // dt=YYYY-MM-DD/hr=HH/<tail>
+    let mut parts = rest.splitn(3, '/');
+    let dt = parts.next().unwrap_or_default();
+    let hr = parts.next().unwrap_or_default();
+    let tail = parts
+        .next()
+        .ok_or_else(|| key_error(key, "missing partition"))?;
+    let id_text = match area {
+        Area::Raw => tail,
+        Area::Quarantine => tail
+            .strip_suffix(".json")
+            .ok_or_else(|| key_error(key, "quarantine record is not .json"))?,
+        Area::Derived => {
+            let (id, file) = tail
+                .split_once('/')
+                .ok_or_else(|| key_error(key, "derived key without file"))?;
+            if file.is_empty() {
+                return Err(key_error(key, "derived key without file"));
+            }
+            id
+        }
+        Area::Metadata => tail
+            .strip_suffix(".parquet")
+            .and_then(|stem| stem.rsplit_once('-'))
+            .filter(|(_, rows)| !rows.is_empty() && rows.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(id, _)| id)
+            .ok_or_else(|| key_error(key, "metadata file is not <id>-<rows>.parquet"))?,
+        Area::Idempotency => unreachable!("handled above"),
+    };
+    let id = id_text
+        .parse::<ImageId>()
+        .map_err(|_| key_error(key, "bad image id"))?;
+    if format!("{dt}/{hr}") != partition(id.received_at()) {
+        return Err(key_error(key, "partition does not match the id's time"));
+    }
+    Ok(ParsedKey { area, id })
+}
+
+/// Retention arithmetic.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub retention: Duration,
+}
+
+impl Layout {
+    pub fn new(retention: Duration) -> Self {
+        Self { retention }
+    }
+
+    pub fn expires_at(&self, id: ImageId) -> DateTime<Utc> {
+        id.received_at() + self.retention
+    }
+
+    /// When the object under `key` expires, from the key alone.
+    pub fn key_expires_at(&self, key: &str) -> Result<DateTime<Utc>, KeyError> {
+        parse_key(key).map(|p| self.expires_at(p.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn id_at(ms: i64) -> ImageId {
+        ImageId::new(Utc.timestamp_millis_opt(ms).unwrap())
+    }
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 7, 5, 0).unwrap();
+        let id = ImageId::new(at);
+        assert_eq!(raw_key(id), format!("raw/dt=2026-11-23/hr=07/{id}"));
+        assert_eq!(
+            thumb_key(id),
+            format!("derived/dt=2026-11-23/hr=07/{id}/thumb.jpg")
+        );
+        assert_eq!(
+            quarantine_key(id),
+            format!("quarantine/dt=2026-11-23/hr=07/{id}.json")
+        );
+        assert_eq!(
+            metadata_key(id, 12),
+            format!("metadata/dt=2026-11-23/hr=07/{id}-12.parquet")
+        );
+        assert!(idempotency_key("abc", id).starts_with("idempotency/"));
+    }
+
+    #[test]
+    fn rejects_a_key_whose_partition_lies_about_its_id() {
+        let id = ImageId::new(Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).unwrap());
+        let forged = format!("raw/dt=2020-01-01/hr=00/{id}");
+        assert!(parse_key(&forged).is_err());
+    }
+
+    #[test]
+    fn expiry_is_receipt_plus_retention() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).unwrap();
+        let id = ImageId::new(at);
+        let layout = Layout::new(Duration::days(7));
+        assert_eq!(
+            layout.key_expires_at(&manifest_key(id)).unwrap(),
+            at + Duration::days(7)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_parses_back_to_its_id(ms in 0i64..4_102_444_800_000, rows in 1usize..100_000, name in "[a-z0-9_.]{1,20}", client in ".{0,40}") {
+            let id = id_at(ms);
+            for (key, area) in [
+                (raw_key(id), Area::Raw),
+                (thumb_key(id), Area::Derived),
+                (manifest_key(id), Area::Derived),
+                (script_key(id, &name), Area::Derived),
+                (quarantine_key(id), Area::Quarantine),
+                (metadata_key(id, rows), Area::Metadata),
+                (idempotency_key(&client, id), Area::Idempotency),
+            ] {
+                prop_assert_eq!(parse_key(&key), Ok(ParsedKey { area, id }));
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(key in "(raw|derived|metadata|quarantine|idempotency)?/?.{0,120}") {
+            let _ = parse_key(&key);
+        }
+    }
+}

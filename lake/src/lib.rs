@@ -1,0 +1,21 @@
+//! The lake: everything imgpipe's stages share — config, image ids, the
+//! object layout and its keys, record schemas, storage, and the
+//! `ImageReceived` event. Stages talk to each other only through this crate.
+
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod id;
+pub mod inflight;
+pub mod layout;
+pub mod records;
+pub mod schema;
+pub mod sniff;
+pub mod store;
+
+pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
+pub use config::Config;
+pub use event::{ImageReceived, Source};
+pub use id::ImageId;
+pub use layout::Layout;
+pub use store::{ObjectInfo, SharedStore, Store, StoreError};

@@ -1,0 +1,219 @@
+//! The filesystem backend: one file per object under a root directory.
+//! Writes go to `<root>/.tmp/` first, are fsynced, then renamed into place,
+//! so a reader sees the old object or the new one, never a torn one.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::{ObjectInfo, PutOptions, Store, StoreError, validate_key, validate_prefix};
+
+const TMP_DIR: &str = ".tmp";
+/// Temp files older than this belong to a writer that died mid-write.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let tmp = root.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| StoreError::backend("open", &root.display().to_string(), e))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| StoreError::backend("open", &root.display().to_string(), e))?;
+        let store = Self { root };
+        store.remove_stale_temps();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Leftovers of writers killed mid-write hold image bytes too: remove them.
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join(TMP_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn put_blocking(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        let dest = self.path(key);
+        let dir = dest.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile_in(&self.root.join(TMP_DIR))?;
+        tmp.1.write_all(data)?;
+        tmp.1.sync_all()?;
+        std::fs::rename(&tmp.0, &dest).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp.0);
+        })?;
+        // The rename is durable only once the directory entry is.
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn list_blocking(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        // Walk only the deepest directory the prefix names.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = self.root.join(dir_part);
+        let mut out = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Some(key) = rel.to_str().map(|s| s.replace(std::path::MAIN_SEPARATOR, "/")) else {
+                    continue;
+                };
+                if key == TMP_DIR {
+                    continue;
+                }
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    // Deleted between readdir and stat: a concurrent sweep.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                if meta.is_dir() {
+                    // Only descend where keys with this prefix can be.
+                    let as_dir = format!("{key}/");
+                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                        stack.push(path);
+                    }
+                } else if key.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        key,
+                        size: meta.len(),
+                        last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete_blocking(&self, keys: &[String]) -> std::io::Result<()> {
+        for key in keys {
+            let path = self.path(key);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            // Prune directories left empty, so purged partitions vanish too.
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d == self.root || std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fresh temp file with an unguessable name in `dir`.
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{:032x}", rand::random::<u128>()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((path, file))
+}
+
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    key: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::backend(op, key, e))?
+        .map_err(|e| StoreError::backend(op, key, e))
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn put(&self, key: &str, data: Bytes, _opts: &PutOptions) -> Result<(), StoreError> {
+        validate_key(key)?;
+        let (this, k) = (self.clone(), key.to_owned());
+        blocking("put", key, move || this.put_blocking(&k, &data)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        validate_key(key)?;
+        match tokio::fs::read(self.path(key)).await {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A directory where an object was asked for: no such object.
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => Ok(None),
+            Err(e) => Err(StoreError::backend("get", key, e)),
+        }
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::backend("exists", key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        validate_prefix(prefix)?;
+        let (this, p) = (self.clone(), prefix.to_owned());
+        blocking("list", prefix, move || this.list_blocking(&p)).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let (this, keys) = (self.clone(), keys.to_vec());
+        blocking("delete", "", move || this.delete_blocking(&keys)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        blocking("ping", "", move || std::fs::read_dir(root).map(|_| ())).await
+    }
+}

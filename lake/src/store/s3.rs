@@ -1,0 +1,224 @@
+//! The S3 backend (aws-sdk-s3): path-style, custom endpoint, region, the
+//! standard AWS credential chain, and a timeout on every call. A PUT is
+//! atomic in S3 itself.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_sdk_s3::{
+    Client,
+    error::DisplayErrorContext,
+    primitives::ByteStream,
+    types::{Delete, ObjectIdentifier},
+};
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{ObjectInfo, PutOptions, Store, StoreError, validate_key, validate_prefix};
+use crate::config::S3Config;
+
+/// S3's limit for one DeleteObjects request.
+const DELETE_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+fn err(op: &'static str, key: &str, e: impl std::error::Error) -> StoreError {
+    StoreError::backend(op, key, DisplayErrorContext(e))
+}
+
+impl S3Store {
+    pub async fn connect(cfg: &S3Config) -> Result<Self, StoreError> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .operation_attempt_timeout(cfg.timeout)
+            .operation_timeout(cfg.timeout * 3)
+            .build();
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
+        if let Some(endpoint) = &cfg.endpoint {
+            s3 = s3.endpoint_url(endpoint);
+        }
+        Ok(Self {
+            client: Client::from_conf(s3.build()),
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Create the bucket unless it exists (local servers and first runs).
+    pub async fn create_bucket_if_missing(&self) -> Result<(), StoreError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+                }) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err("create_bucket", &self.bucket, e)),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+fn to_chrono(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(t.secs(), t.subsec_nanos()).single()
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+        validate_key(key)?;
+        let metadata: HashMap<String, String> = opts.metadata.iter().cloned().collect();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(ByteStream::from(data))
+            .set_content_type(opts.content_type.clone())
+            .set_metadata((!metadata.is_empty()).then_some(metadata))
+            .send()
+            .await
+            .map_err(|e| err("put", key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        validate_key(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(err("get", key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| err("get", key, e))?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(err("exists", key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        validate_prefix(prefix)?;
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full(prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| err("list", prefix, e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                out.push(ObjectInfo {
+                    key: key.to_owned(),
+                    size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_modified: obj.last_modified().and_then(to_chrono),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(self.full(k)).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("delete", &batch[0], e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| err("delete", &batch[0], e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| err("delete", &batch[0], e))?;
+            if let Some(first) = out.errors().first() {
+                return Err(StoreError::backend(
+                    "delete",
+                    first.key().unwrap_or_default(),
+                    format!(
+                        "{} of {} keys failed: {}",
+                        out.errors().len(),
+                        batch.len(),
+                        first.message().unwrap_or("no message")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| err("ping", &self.bucket, e))?;
+        Ok(())
+    }
+}

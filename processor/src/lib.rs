@@ -1,0 +1,33 @@
+//! The processor: turns each `ImageReceived` into a thumbnail, a manifest
+//! and a metadata row — or a quarantine record with a reason. CPU work runs
+//! on a rayon pool; raw bytes in flight are bounded; nothing is considered
+//! done before its outputs are durable, and a restart picks up whatever a
+//! crash left unfinished.
+
+pub mod analyze;
+pub mod exif;
+pub mod integrity;
+mod pipeline;
+pub mod reconcile;
+pub mod sink;
+
+use lake::records::QuarantineReason;
+
+pub use pipeline::{Processor, RunStats};
+
+/// Why an image cannot be processed: permanent, so it is quarantined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct ProcessError {
+    pub reason: QuarantineReason,
+    pub detail: String,
+}
+
+impl ProcessError {
+    pub fn new(reason: QuarantineReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The event loop: one task per image, bounded by raw bytes in flight; CPU
+//! work on rayon; outputs written thumbnail → manifest → metadata row.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use lake::{
+    Config, ImageReceived, Layout, SharedClock, SharedStore, StoreError,
+    inflight::InFlight,
+    layout,
+    records::{Manifest, QuarantineRecord},
+    schema::MetadataRow,
+    store::PutOptions,
+};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    task::JoinSet,
+};
+
+use crate::{
+    ProcessError,
+    analyze::{Analysis, AnalyzeLimits, analyze},
+    reconcile,
+    sink::MetadataSink,
+};
+
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub processed: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Ctx {
+    store: SharedStore,
+    clock: SharedClock,
+    layout: Layout,
+    limits: AnalyzeLimits,
+    pool: rayon::ThreadPool,
+    inflight: InFlight,
+    sink: MetadataSink,
+    retries: u32,
+    stats: Arc<RunStats>,
+}
+
+#[derive(Debug)]
+pub struct Processor {
+    ctx: Arc<Ctx>,
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
+    sink_task: tokio::task::JoinHandle<()>,
+}
+
+impl Processor {
+    pub fn new(
+        cfg: &Config,
+        store: SharedStore,
+        clock: SharedClock,
+        inflight: InFlight,
+    ) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.worker_threads())
+            .thread_name(|i| format!("imgpipe-cpu-{i}"))
+            .build()?;
+        let (sink, sink_task) = MetadataSink::spawn(store.clone(), cfg.processor.flush_interval);
+        let budget_kib = u32::try_from(cfg.processor.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let p = &cfg.processor;
+        Ok(Self {
+            ctx: Arc::new(Ctx {
+                store,
+                clock,
+                layout: Layout::new(cfg.retention()),
+                limits: AnalyzeLimits {
+                    max_pixels: p.max_pixels,
+                    max_decode_bytes: p.max_decode_bytes,
+                    thumbnail_px: p.thumbnail_px,
+                },
+                pool,
+                inflight,
+                sink,
+                retries: p.retries,
+                stats: Arc::default(),
+            }),
+            budget: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
+            sink_task,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<RunStats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Process events until `shutdown` resolves or every sender is gone,
+    /// then finish the images in flight and flush metadata. `requeue` is a
+    /// sender into `events`, used to feed back what a crash left unfinished.
+    pub async fn run(
+        self,
+        mut events: mpsc::Receiver<ImageReceived>,
+        requeue: mpsc::Sender<ImageReceived>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let Self {
+            ctx,
+            budget,
+            budget_kib,
+            sink_task,
+        } = self;
+        // Rows first, before anything new is processed (see lost_rows).
+        match reconcile::lost_rows(&ctx.store).await {
+            Ok(rows) => {
+                if !rows.is_empty() {
+                    tracing::info!(rows = rows.len(), "rewriting metadata rows lost in a crash");
+                }
+                for row in rows {
+                    let _ = ctx.sink.append(row).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not check for lost metadata rows"),
+        }
+        let store = ctx.store.clone();
+        let reconciler = tokio::spawn(async move {
+            match reconcile::unfinished(&store).await {
+                Ok(todo) => {
+                    if !todo.is_empty() {
+                        tracing::info!(images = todo.len(), "resuming images left unfinished");
+                    }
+                    for ev in todo {
+                        if requeue.send(ev).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reconciliation failed"),
+            }
+        });
+
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "image task panicked");
+                    }
+                }
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    let kib = u32::try_from(ev.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
+                    let permit = tokio::select! {
+                        p = budget.clone().acquire_many_owned(kib) => p.ok(),
+                        () = &mut shutdown => None,
+                    };
+                    let Some(permit) = permit else { break };
+                    tasks.spawn(process_one(ctx.clone(), ev, permit));
+                }
+            }
+        }
+        reconciler.abort();
+        events.close();
+        // Drain: everything already started finishes and is made durable.
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "image task panicked");
+            }
+        }
+        drop(ctx);
+        let _ = sink_task.await;
+    }
+}
+
+fn retry_policy(retries: u32) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(100))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_max_times(retries as usize)
+        .with_jitter()
+}
+
+async fn process_one(ctx: Arc<Ctx>, ev: ImageReceived, _budget: OwnedSemaphorePermit) {
+    let id = ev.id;
+    match process(&ctx, ev).await {
+        Ok(Outcome::Processed) => {
+            ctx.stats.processed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Outcome::Quarantined) => {
+            ctx.stats.quarantined.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Outcome::Skipped) => {}
+        Err(e) => {
+            // Storage kept failing: the raw object stays, and the next
+            // start's reconciliation takes it up again.
+            ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%id, error = %e, "image left unfinished after retries");
+        }
+    }
+}
+
+enum Outcome {
+    Processed,
+    Quarantined,
+    Skipped,
+}
+
+async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
+    // One task per id at a time; a finished image is never redone.
+    let Some(_guard) = ctx.inflight.try_enter(ev.id) else {
+        return Ok(Outcome::Skipped);
+    };
+    let store = &ctx.store;
+    let policy = retry_policy(ctx.retries);
+    let manifest_key = layout::manifest_key(ev.id);
+    let quarantine_key = layout::quarantine_key(ev.id);
+    let done = (|| async { Ok::<_, StoreError>(store.exists(&manifest_key).await? || store.exists(&quarantine_key).await?) })
+        .retry(policy)
+        .await?;
+    if done {
+        return Ok(Outcome::Skipped);
+    }
+    let Some(bytes) = (|| store.get(&ev.raw_key)).retry(policy).await? else {
+        tracing::info!(id = %ev.id, "raw object gone (erased or expired) before processing");
+        return Ok(Outcome::Skipped);
+    };
+    let started = Instant::now();
+    let analysis = on_pool(&ctx.pool, bytes.clone(), ctx.limits).await;
+    match analysis {
+        Err(problem) => {
+            quarantine(ctx, &ev, problem).await?;
+            Ok(Outcome::Quarantined)
+        }
+        Ok(a) => {
+            write_outputs(ctx, &ev, a, bytes.len(), started).await?;
+            Ok(Outcome::Processed)
+        }
+    }
+}
+
+async fn on_pool(pool: &rayon::ThreadPool, bytes: Bytes, limits: AnalyzeLimits) -> Result<Analysis, ProcessError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool.spawn(move || {
+        let result = std::panic::catch_unwind(|| analyze(&bytes, &limits)).unwrap_or_else(|_| {
+            Err(ProcessError::new(
+                lake::records::QuarantineReason::DecodeFailed,
+                "the decoder panicked on this input",
+            ))
+        });
+        let _ = tx.send(result);
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(ProcessError::new(
+            lake::records::QuarantineReason::DecodeFailed,
+            "the worker pool dropped the image",
+        ))
+    })
+}
+
+async fn write_outputs(
+    ctx: &Ctx,
+    ev: &ImageReceived,
+    a: Analysis,
+    size: usize,
+    started: Instant,
+) -> Result<(), StoreError> {
+    let store = &ctx.store;
+    let policy = retry_policy(ctx.retries);
+    let id = ev.id;
+    let expires_at = ctx.layout.expires_at(id);
+    let opts = PutOptions::for_image(id, ev.source, &a.sha256, expires_at, "image/jpeg");
+    let thumb_key = layout::thumb_key(id);
+    let thumb = Bytes::from(a.thumbnail_jpeg);
+    (|| store.put(&thumb_key, thumb.clone(), &opts)).retry(policy).await?;
+
+    let row = MetadataRow {
+        id,
+        source: ev.source,
+        source_ref: ev.source_ref.clone(),
+        received_at: id.received_at(),
+        expires_at,
+        content_type: a.format.mime().into(),
+        format: a.format.name().into(),
+        width: a.width,
+        height: a.height,
+        bytes: size as u64,
+        sha256: a.sha256.clone(),
+        phash: a.phash,
+        exif_make: a.exif.make,
+        exif_model: a.exif.model,
+        exif_taken_at: a.exif.taken_at,
+        orientation: a.exif.orientation,
+        has_gps: a.exif.gps.is_some(),
+        gps_lat: a.exif.gps.map(|g| g.0),
+        gps_lon: a.exif.gps.map(|g| g.1),
+        thumb_key: thumb_key.clone(),
+        raw_key: ev.raw_key.clone(),
+        script: None,
+        processing_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        status: "processed".into(),
+    };
+    let manifest_key = layout::manifest_key(id);
+    let manifest = Manifest {
+        id,
+        keys: vec![ev.raw_key.clone(), thumb_key, manifest_key.clone()],
+        row: row.clone(),
+    };
+    let body = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
+    let json_opts = PutOptions {
+        content_type: Some("application/json".into()),
+        ..opts.clone()
+    };
+    (|| store.put(&manifest_key, body.clone(), &json_opts)).retry(policy).await?;
+    if ctx.sink.append(row).await.is_err() {
+        tracing::warn!(%id, "metadata writer stopped; row recovered from the manifest at next start");
+    }
+    Ok(())
+}
+
+async fn quarantine(ctx: &Ctx, ev: &ImageReceived, problem: ProcessError) -> Result<(), StoreError> {
+    tracing::info!(id = %ev.id, reason = problem.reason.as_str(), detail = %problem.detail, "quarantined");
+    let record = QuarantineRecord {
+        id: ev.id,
+        reason: problem.reason,
+        detail: problem.detail,
+        source: ev.source,
+        source_ref: ev.source_ref.clone(),
+        raw_key: ev.raw_key.clone(),
+        received_at: ev.id.received_at(),
+        expires_at: ctx.layout.expires_at(ev.id),
+        quarantined_at: ctx.clock.now(),
+    };
+    let key = layout::quarantine_key(ev.id);
+    let body = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+    let opts = PutOptions {
+        content_type: Some("application/json".into()),
+        ..PutOptions::for_image(ev.id, ev.source, &ev.sha256, record.expires_at, "application/json")
+    };
+    (|| ctx.store.put(&key, body.clone(), &opts)).retry(retry_policy(ctx.retries)).await
+}
