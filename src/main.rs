@@ -1,1 +1,150 @@
-fn main(){}
+//! `imgpipe`: the one CLI for every stage.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Parser)]
+#[command(name = "imgpipe", version, about = "Image ingestion pipeline with enforced retention")]
+struct Cli {
+    /// Config file (TOML); `IMGPIPE_<SECTION>__<KEY>` env vars override it.
+    #[arg(long, global = true, env = "IMGPIPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The local lake directory (the filesystem store), for every command.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline in one process: HTTP ingest, processor and
+    /// sweeper, on the local filesystem lake unless `[lake.s3]` is set.
+    Up {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Delete everything whose retention has passed (see `retention`).
+    Sweep {
+        /// Run one pass and exit instead of every `retention.sweep_interval`.
+        #[arg(long)]
+        once: bool,
+        /// Evaluate expiry at this instant (RFC 3339) instead of now.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IMGPIPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.lake.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up { listen } => {
+                if let Some(addr) = listen {
+                    config.api.listen = addr;
+                }
+                up(config).await
+            }
+            Command::Sweep { once, now } => sweep(config, once, now).await,
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+async fn up(config: Config) -> Result<()> {
+    config.check_listen()?;
+    let store = lake::store::open(&config.lake).await.context("opening the lake")?;
+    store.ping().await.context("the lake does not answer")?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let inflight = InFlight::default();
+    let (events_tx, events_rx) = mpsc::channel(config.processor.queue_capacity);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let processor = processor::Processor::new(&config, store.clone(), clock.clone(), inflight.clone())
+        .context("starting the processor pool")?;
+    let requeue = events_tx.clone();
+    let processing = tokio::spawn(processor.run(events_rx, requeue, stopped(&stop_rx)));
+
+    let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention());
+    let sweeping = tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    let state = ingest_api::AppState::new(&config, store.clone(), clock, events_tx, inflight);
+    let serving = tokio::spawn(ingest_api::run(listener, state, stopped(&stop_rx)));
+    println!("imgpipe up: listening on http://{addr}");
+    println!("imgpipe up: lake at {}", store.location());
+    println!("imgpipe up: try  curl --data-binary @photo.jpg http://{addr}/v1/images");
+
+    termination().await;
+    tracing::info!("stopping: finishing uploads in progress, draining the processor, flushing metadata");
+    let _ = stop_tx.send(true);
+    serving.await.context("API task")?.context("API server")?;
+    processing.await.context("processor task")?;
+    sweeping.await.context("sweeper task")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn sweep(config: Config, once: bool, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+    let store = lake::store::open(&config.lake).await.context("opening the lake")?;
+    let clock: SharedClock = match now {
+        Some(at) => Arc::new(lake::FixedClock::new(at)),
+        None => Arc::new(SystemClock),
+    };
+    let sweeper = retention::Sweeper::new(store, clock, config.retention());
+    if once || now.is_some() {
+        let report = sweeper.sweep_once().await?;
+        println!("{report}");
+        return Ok(());
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
+    termination().await;
+    let _ = stop_tx.send(true);
+    run.await?;
+    Ok(())
+}

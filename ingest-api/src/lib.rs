@@ -1,1 +1,65 @@
+//! ingest-api: uploads over HTTP into the lake (axum).
+//!
+//! `POST /v1/images` writes the original bytes to `raw/` durably, then emits
+//! `ImageReceived`; only then does it answer 202. `GET /v1/images/{id}`
+//! reports where the image is in the pipeline. Errors are JSON
+//! `{"error": "<stable code>", "detail": "<text>"}`.
 
+mod auth;
+mod error;
+mod routes;
+mod status;
+mod upload;
+
+use std::{future::Future, sync::Arc};
+
+use lake::{Config, ImageReceived, Layout, SharedClock, SharedStore, inflight::InFlight};
+use tokio::{net::TcpListener, sync::mpsc};
+
+pub use error::ApiError;
+pub use routes::router;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub layout: Layout,
+    pub config: lake::config::ApiConfig,
+    pub events: mpsc::Sender<ImageReceived>,
+    pub inflight: InFlight,
+    upload_slots: tokio::sync::Semaphore,
+    idempotency_locks: upload::KeyLocks,
+}
+
+impl AppState {
+    pub fn new(
+        cfg: &Config,
+        store: SharedStore,
+        clock: SharedClock,
+        events: mpsc::Sender<ImageReceived>,
+        inflight: InFlight,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            clock,
+            layout: Layout::new(cfg.retention()),
+            config: cfg.api.clone(),
+            events,
+            inflight,
+            upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
+            idempotency_locks: upload::KeyLocks::default(),
+        })
+    }
+}
+
+/// Serve until `shutdown` resolves, then finish the requests in progress.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

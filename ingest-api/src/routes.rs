@@ -1,0 +1,50 @@
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Path, State},
+    http::StatusCode,
+    middleware,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::{AppState, ApiError, auth, status, upload};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/images", post(upload::upload))
+        .route("/v1/images/{id}", get(get_image))
+        // Upload size is enforced by the upload handler, per file and
+        // before buffering, with a JSON 413.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn get_image(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
+    Ok(Json(status::lookup(&state, id).await?))
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "lake": state.store.location() }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store not answering");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "error": "storage_unavailable" })))
+        }
+    }
+}

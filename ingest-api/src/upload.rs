@@ -1,0 +1,272 @@
+//! `POST /v1/images`: a raw body or `multipart/form-data` with files.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{FromRequest, Multipart, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use lake::{
+    ImageId, ImageReceived, Source, layout,
+    sniff::{Sniffed, sniff},
+    store::PutOptions,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, AppState, status};
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub id: ImageId,
+    pub status: status::Status,
+    pub received_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+struct Upload {
+    data: Bytes,
+    /// The file name, for multipart parts that have one.
+    name: Option<String>,
+}
+
+pub async fn upload(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let _slot = state
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping"))?;
+    let idempotency_key = idempotency_key(request.headers())?;
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if multipart {
+        let files = read_multipart(&state, request).await?;
+        // Check every file before storing any: a request is all or nothing.
+        for (i, f) in files.iter().enumerate() {
+            check_image(&f.data).map_err(|e| name_part(e, i, f.name.as_deref()))?;
+        }
+        let mut images = Vec::with_capacity(files.len());
+        for (i, f) in files.into_iter().enumerate() {
+            let key = idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
+            images.push(accept(&state, f, key).await?);
+        }
+        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "images": images }))).into_response());
+    }
+    let data = read_body(&state, request).await?;
+    check_image(&data)?;
+    let accepted = accept(&state, Upload { data, name: None }, idempotency_key).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(k.to_owned())),
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The whole body, refused with 413 as soon as it is known to be too big:
+/// from Content-Length before reading anything, or when the stream passes
+/// the limit — never buffering the rest.
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    if declared_length(request.headers()).is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::bad_request("body_read_failed", format!("could not read the request body: {e}"))),
+    }
+}
+
+async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload>, ApiError> {
+    let cfg = &state.config;
+    let total_limit = cfg.max_upload_bytes.saturating_mul(cfg.max_files_per_request as u64);
+    if declared_length(request.headers()).is_some_and(|n| n > total_limit.saturating_add(1 << 20)) {
+        return Err(ApiError::too_large(total_limit));
+    }
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::bad_request("bad_multipart", e.body_text());
+    let mut files = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        // Files are the parts with a file name; other form fields are ignored.
+        let Some(name) = field.file_name().map(str::to_owned) else { continue };
+        if files.len() == cfg.max_files_per_request {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_files",
+                format!("at most {} files per request", cfg.max_files_per_request),
+            ));
+        }
+        let mut data = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            if (data.len() + chunk.len()) as u64 > cfg.max_upload_bytes {
+                let mut e = ApiError::too_large(cfg.max_upload_bytes);
+                e.detail = format!("file {name:?} exceeds the limit of {} bytes", cfg.max_upload_bytes);
+                return Err(e);
+            }
+            data.extend_from_slice(&chunk);
+        }
+        files.push(Upload {
+            data: data.freeze(),
+            name: Some(name),
+        });
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request("no_files", "the multipart body has no file parts"));
+    }
+    Ok(files)
+}
+
+/// Empty → 400; not an image we take (by magic bytes) → 415.
+fn check_image(data: &[u8]) -> Result<(), ApiError> {
+    if data.is_empty() {
+        return Err(ApiError::bad_request("empty_body", "the upload is empty"));
+    }
+    let unsupported = |detail: String| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail);
+    match sniff(data) {
+        Sniffed::Supported(_) => Ok(()),
+        Sniffed::Unsupported(name) => Err(unsupported(format!(
+            "{name} images are not supported; send JPEG, PNG, WebP, GIF, TIFF or BMP"
+        ))),
+        Sniffed::Unknown => Err(unsupported(
+            "the bytes are not an image format imgpipe accepts (JPEG, PNG, WebP, GIF, TIFF, BMP)".into(),
+        )),
+    }
+}
+
+fn name_part(mut e: ApiError, index: usize, name: Option<&str>) -> ApiError {
+    e.detail = format!("file {index} ({}): {}", name.unwrap_or("unnamed"), e.detail);
+    e
+}
+
+/// Store one image and announce it; or, for a repeated idempotency key,
+/// answer with the image stored the first time.
+async fn accept(state: &AppState, upload: Upload, idempotency_key: Option<String>) -> Result<Accepted, ApiError> {
+    let sha256 = hex::encode(Sha256::digest(&upload.data));
+    let _lock = match &idempotency_key {
+        Some(key) => Some(state.idempotency_locks.lock(key).await),
+        None => None,
+    };
+    if let Some(key) = &idempotency_key {
+        if let Some(existing) = find_idempotent(state, key, &sha256).await? {
+            return Ok(existing);
+        }
+    }
+    let Sniffed::Supported(format) = sniff(&upload.data) else {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "not an image"));
+    };
+    let id = ImageId::new(state.clock.now());
+    let received_at = id.received_at();
+    let expires_at = state.layout.expires_at(id);
+    let raw_key = layout::raw_key(id);
+    let opts = PutOptions::for_image(id, Source::Http, &sha256, expires_at, format.mime());
+    let bytes = upload.data.len() as u64;
+    state.store.put(&raw_key, upload.data, &opts).await?;
+    if let Some(key) = &idempotency_key {
+        // Body: the upload's hash, to tell a retry from a different upload
+        // reusing the key.
+        state
+            .store
+            .put(&layout::idempotency_key(key, id), Bytes::from(sha256.clone()), &opts)
+            .await?;
+    }
+    let event = ImageReceived {
+        id,
+        raw_key,
+        source: Source::Http,
+        source_ref: upload.name.or(idempotency_key),
+        bytes,
+        sha256,
+        content_type: format.mime().to_owned(),
+        received_at,
+    };
+    // Raw is durable already: if the processor is gone, the next start's
+    // reconciliation picks the image up.
+    if state.events.send(event).await.is_err() {
+        tracing::warn!(%id, "processor not running; image waits for reconciliation");
+    }
+    Ok(Accepted {
+        id,
+        status: status::Status::Received,
+        received_at,
+        expires_at,
+    })
+}
+
+async fn find_idempotent(state: &AppState, key: &str, sha256: &str) -> Result<Option<Accepted>, ApiError> {
+    let records = state.store.list(&layout::idempotency_prefix(key)).await?;
+    // The earliest record wins, should two processes have raced.
+    let Some((id, record_key)) = records
+        .iter()
+        .filter_map(|o| layout::parse_key(&o.key).ok().map(|p| (p.id, o.key.clone())))
+        .min_by_key(|(id, _)| *id)
+    else {
+        return Ok(None);
+    };
+    if let Some(stored) = state.store.get(&record_key).await? {
+        if stored.as_ref() != sha256.as_bytes() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different upload",
+            ));
+        }
+    }
+    match status::lookup(state, id).await {
+        Ok(s) => Ok(Some(Accepted {
+            id,
+            status: s.status,
+            received_at: s.received_at,
+            expires_at: s.expires_at,
+        })),
+        // The first image is gone (expired or erased): this is a new upload.
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Serialises requests that share an idempotency key within this process.
+#[derive(Debug)]
+pub struct KeyLocks([tokio::sync::Mutex<()>; 64]);
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl KeyLocks {
+    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let digest = Sha256::digest(key.as_bytes());
+        self.0[usize::from(digest[0]) % self.0.len()].lock().await
+    }
+}
