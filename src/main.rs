@@ -8,7 +8,11 @@ use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Parser)]
-#[command(name = "imgpipe", version, about = "Image ingestion pipeline with enforced retention")]
+#[command(
+    name = "imgpipe",
+    version,
+    about = "Image ingestion pipeline with enforced retention"
+)]
 struct Cli {
     /// Config file (TOML); `IMGPIPE_<SECTION>__<KEY>` env vars override it.
     #[arg(long, global = true, env = "IMGPIPE_CONFIG")]
@@ -72,10 +76,11 @@ async fn termination() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -94,20 +99,24 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
 
 async fn up(config: Config) -> Result<()> {
     config.check_listen()?;
-    let store = lake::store::open(&config.lake).await.context("opening the lake")?;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
     store.ping().await.context("the lake does not answer")?;
     let clock: SharedClock = Arc::new(SystemClock);
     let inflight = InFlight::default();
     let (events_tx, events_rx) = mpsc::channel(config.processor.queue_capacity);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let processor = processor::Processor::new(&config, store.clone(), clock.clone(), inflight.clone())
-        .context("starting the processor pool")?;
+    let processor =
+        processor::Processor::new(&config, store.clone(), clock.clone(), inflight.clone())
+            .context("starting the processor pool")?;
     let requeue = events_tx.clone();
     let processing = tokio::spawn(processor.run(events_rx, requeue, stopped(&stop_rx)));
 
     let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention());
-    let sweeping = tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
+    let sweeping =
+        tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -120,7 +129,9 @@ async fn up(config: Config) -> Result<()> {
     println!("imgpipe up: try  curl --data-binary @photo.jpg http://{addr}/v1/images");
 
     termination().await;
-    tracing::info!("stopping: finishing uploads in progress, draining the processor, flushing metadata");
+    tracing::info!(
+        "stopping: finishing uploads in progress, draining the processor, flushing metadata"
+    );
     let _ = stop_tx.send(true);
     serving.await.context("API task")?.context("API server")?;
     processing.await.context("processor task")?;
@@ -129,8 +140,14 @@ async fn up(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn sweep(config: Config, once: bool, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
-    let store = lake::store::open(&config.lake).await.context("opening the lake")?;
+async fn sweep(
+    config: Config,
+    once: bool,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
     let clock: SharedClock = match now {
         Some(at) => Arc::new(lake::FixedClock::new(at)),
         None => Arc::new(SystemClock),

@@ -20,7 +20,12 @@ async fn every_corpus_image_is_processed_with_correct_metadata() {
     for img in &corpus {
         let bytes = std::fs::read(&img.path).unwrap();
         // Independent check of the manifest itself.
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), img.sha256, "{}", img.file);
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            img.sha256,
+            "{}",
+            img.file
+        );
         let (status, body) = upload(&client, &app, bytes).await;
         assert_eq!(status, 202, "{}: {body}", img.file);
         assert_eq!(body["status"], "received");
@@ -43,11 +48,21 @@ async fn every_corpus_image_is_processed_with_correct_metadata() {
         let thumb_path = dir.path().join(m["thumb_key"].as_str().unwrap());
         let thumb = image::open(&thumb_path).unwrap();
         let (tw, th) = (thumb.width(), thumb.height());
-        assert_eq!(tw.max(th), 256.min(img.width.max(img.height)), "{}", img.file);
+        assert_eq!(
+            tw.max(th),
+            256.min(img.width.max(img.height)),
+            "{}",
+            img.file
+        );
         let turned = matches!(img.orientation, Some(5..=8));
         let landscape = img.width > img.height;
         if img.width != img.height {
-            assert_eq!(tw > th, landscape != turned, "{} thumbnail orientation", img.file);
+            assert_eq!(
+                tw > th,
+                landscape != turned,
+                "{} thumbnail orientation",
+                img.file
+            );
         }
     }
     app.stop();
@@ -61,9 +76,16 @@ async fn every_corpus_image_is_processed_with_correct_metadata() {
         assert_eq!(mine[0].sha256, img.sha256);
     }
     // GPS lands only in the restricted columns of the row.
-    let gps = corpus.iter().zip(&ids).find(|(img, _)| img.has_gps).unwrap();
+    let gps = corpus
+        .iter()
+        .zip(&ids)
+        .find(|(img, _)| img.has_gps)
+        .unwrap();
     let row = rows.iter().find(|r| r.id.to_string() == *gps.1).unwrap();
-    assert!((row.gps_lat.unwrap() - 48.8584).abs() < 1e-3 && (row.gps_lon.unwrap() - 2.2945).abs() < 1e-3);
+    assert!(
+        (row.gps_lat.unwrap() - 48.8584).abs() < 1e-3
+            && (row.gps_lon.unwrap() - 2.2945).abs() < 1e-3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,10 +95,18 @@ async fn bad_requests_get_json_errors() {
     let client = client();
 
     let (status, body) = upload(&client, &app, Vec::new()).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("empty_body")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("empty_body")),
+        "{body}"
+    );
 
     let (status, body) = upload(&client, &app, b"just some text, not a picture".to_vec()).await;
-    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media_type")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{body}"
+    );
 
     // AVIF and HEIC are named, whatever Content-Type the client claims.
     let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf rest of file".to_vec();
@@ -98,9 +128,14 @@ async fn bad_requests_get_json_errors() {
     // Over the limit: refused from Content-Length…
     let big = std::fs::read(corpus_dir().join("lomiri16_Dragonfly_by_Bolly.jpg")).unwrap();
     let (status, body) = upload(&client, &app, big.clone()).await;
-    assert_eq!((status, body["error"].as_str()), (413, Some("too_large")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
     // …and from a chunked stream with no length.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let resp = client
         .post(app.url("/v1/images"))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
@@ -111,10 +146,18 @@ async fn bad_requests_get_json_errors() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "too_large");
 
-    let resp = client.get(app.url("/v1/images/not-an-id")).send().await.unwrap();
+    let resp = client
+        .get(app.url("/v1/images/not-an-id"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let unknown = lake::ImageId::new(chrono::Utc::now());
-    let resp = client.get(app.url(&format!("/v1/images/{unknown}"))).send().await.unwrap();
+    let resp = client
+        .get(app.url(&format!("/v1/images/{unknown}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
@@ -145,9 +188,18 @@ async fn idempotency_key_returns_the_same_image() {
     let client = client();
     let bytes = std::fs::read(corpus_dir().join("mate_FreshFlower.jpg")).unwrap();
     let post = |key: &'static str, body: Vec<u8>| {
-        client.post(app.url("/v1/images")).header("Idempotency-Key", key).body(body).send()
+        client
+            .post(app.url("/v1/images"))
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
     };
-    let first: serde_json::Value = post("order-42", bytes.clone()).await.unwrap().json().await.unwrap();
+    let first: serde_json::Value = post("order-42", bytes.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = first["id"].as_str().unwrap().to_owned();
     wait_final(&client, &app, &id, Duration::from_secs(60)).await;
     let raw_before = walk(&dir.path().join("raw")).len();
@@ -157,16 +209,25 @@ async fn idempotency_key_returns_the_same_image() {
     let again: serde_json::Value = again.json().await.unwrap();
     assert_eq!(again["id"].as_str(), Some(id.as_str()));
     assert_eq!(again["status"], "processed");
-    assert_eq!(walk(&dir.path().join("raw")).len(), raw_before, "a retry stored new bytes");
+    assert_eq!(
+        walk(&dir.path().join("raw")).len(),
+        raw_before,
+        "a retry stored new bytes"
+    );
 
     // Concurrent retries of a new key still make one image.
-    let concurrent = futures::future::join_all((0..4).map(|_| post("order-43", bytes.clone()))).await;
-    let ids: std::collections::HashSet<String> = futures::future::join_all(
-        concurrent.into_iter().map(|r| async { r.unwrap().json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned() }),
-    )
-    .await
-    .into_iter()
-    .collect();
+    let concurrent =
+        futures::future::join_all((0..4).map(|_| post("order-43", bytes.clone()))).await;
+    let ids: std::collections::HashSet<String> =
+        futures::future::join_all(concurrent.into_iter().map(|r| async {
+            r.unwrap().json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }))
+        .await
+        .into_iter()
+        .collect();
     assert_eq!(ids.len(), 1);
 
     // The same key for different bytes is a client bug, not a retry.
@@ -182,30 +243,62 @@ async fn multipart_with_several_files() {
     let dir = tempfile::tempdir().unwrap();
     let app = Imgpipe::start(dir.path(), &[]);
     let client = client();
-    let names = ["skimage_camera.png", "webp_mate_GreenMeadow.webp", "mate_FreshFlower.jpg"];
-    let mut form = reqwest::multipart::Form::new().text("note", "form fields that are not files are ignored");
+    let names = [
+        "skimage_camera.png",
+        "webp_mate_GreenMeadow.webp",
+        "mate_FreshFlower.jpg",
+    ];
+    let mut form =
+        reqwest::multipart::Form::new().text("note", "form fields that are not files are ignored");
     for name in names {
-        let part = reqwest::multipart::Part::bytes(std::fs::read(corpus_dir().join(name)).unwrap()).file_name(name);
+        let part = reqwest::multipart::Part::bytes(std::fs::read(corpus_dir().join(name)).unwrap())
+            .file_name(name);
         form = form.part(name.to_owned(), part);
     }
-    let resp = client.post(app.url("/v1/images")).multipart(form).send().await.unwrap();
+    let resp = client
+        .post(app.url("/v1/images"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     let body: serde_json::Value = resp.json().await.unwrap();
     let images = body["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
     for (img, name) in images.iter().zip(names) {
-        let v = wait_final(&client, &app, img["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        let v = wait_final(
+            &client,
+            &app,
+            img["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(v["status"], "processed", "{name}: {v}");
     }
 
     // One bad file refuses the whole request, naming the file.
     let form = reqwest::multipart::Form::new()
-        .part("a", reqwest::multipart::Part::bytes(std::fs::read(corpus_dir().join(names[0])).unwrap()).file_name("ok.png"))
-        .part("b", reqwest::multipart::Part::bytes(b"%PDF-1.7".to_vec()).file_name("doc.pdf"));
-    let resp = client.post(app.url("/v1/images")).multipart(form).send().await.unwrap();
+        .part(
+            "a",
+            reqwest::multipart::Part::bytes(std::fs::read(corpus_dir().join(names[0])).unwrap())
+                .file_name("ok.png"),
+        )
+        .part(
+            "b",
+            reqwest::multipart::Part::bytes(b"%PDF-1.7".to_vec()).file_name("doc.pdf"),
+        );
+    let resp = client
+        .post(app.url("/v1/images"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("doc.pdf"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("doc.pdf"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,19 +315,39 @@ async fn broken_files_are_quarantined_with_a_reason() {
         (jpeg[..jpeg.len() / 2].to_vec(), "truncated", "FFD9"),
         (png[..png.len() - 12].to_vec(), "truncated", "IEND"),
         (bad_crc, "corrupt", "CRC"),
-        (std::fs::read(corpus_dir().join("lomiri16_seeding_by_Clements_Engelhardt.jpg")).unwrap(), "too_large", "pixels"),
+        (
+            std::fs::read(corpus_dir().join("lomiri16_seeding_by_Clements_Engelhardt.jpg"))
+                .unwrap(),
+            "too_large",
+            "pixels",
+        ),
     ];
     for (bytes, reason, mention) in cases {
         let (status, body) = upload(&client, &app, bytes).await;
         assert_eq!(status, 202, "{body}");
-        let v = wait_final(&client, &app, body["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        let v = wait_final(
+            &client,
+            &app,
+            body["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(v["status"], "quarantined", "{v}");
         let why = v["reason"].as_str().unwrap();
-        assert!(why.starts_with(reason) && why.contains(mention), "{reason}/{mention}: {why}");
+        assert!(
+            why.starts_with(reason) && why.contains(mention),
+            "{reason}/{mention}: {why}"
+        );
     }
     // The pipeline keeps going after bad input.
     let (_, body) = upload(&client, &app, jpeg).await;
-    let v = wait_final(&client, &app, body["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let v = wait_final(
+        &client,
+        &app,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(v["status"], "processed");
 }
 

@@ -28,19 +28,35 @@ async fn kill_mid_batch_then_restart_loses_nothing() {
 
     let mut unfinished = 0;
     for id in &ids {
-        let v: serde_json::Value = client.get(app.url(&format!("/v1/images/{id}"))).send().await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = client
+            .get(app.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if !matches!(v["status"].as_str(), Some("processed" | "quarantined")) {
             unfinished += 1;
         }
     }
     app.kill_hard();
-    assert!(unfinished > 0, "the batch finished before the kill; the test proves nothing");
-    eprintln!("killed with {unfinished} of {} images unfinished", ids.len());
+    assert!(
+        unfinished > 0,
+        "the batch finished before the kill; the test proves nothing"
+    );
+    eprintln!(
+        "killed with {unfinished} of {} images unfinished",
+        ids.len()
+    );
 
     let app = Imgpipe::start(dir.path(), &[]);
     for id in &ids {
         let v = wait_final(&client, &app, id, Duration::from_secs(300)).await;
-        assert!(matches!(v["status"].as_str(), Some("processed" | "quarantined")), "{v}");
+        assert!(
+            matches!(v["status"].as_str(), Some("processed" | "quarantined")),
+            "{v}"
+        );
     }
     let last = wait_final(&client, &app, ids.last().unwrap(), Duration::from_secs(5)).await;
     assert_eq!(last["status"], "quarantined");

@@ -11,7 +11,9 @@ use lake::{Store, config::S3Config, store::S3Store};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipeline_runs_on_s3() {
-    let Some(endpoint) = s3_endpoint() else { return };
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
     let bucket = unique_bucket("up");
     let s3 = S3Config {
         bucket: bucket.clone(),
@@ -28,14 +30,25 @@ async fn pipeline_runs_on_s3() {
     let config = dir.path().join("imgpipe.toml");
     std::fs::write(
         &config,
-        format!("[lake.s3]\nbucket = \"{bucket}\"\nprefix = \"lake/\"\nendpoint = \"{endpoint}\"\n"),
+        format!(
+            "[lake.s3]\nbucket = \"{bucket}\"\nprefix = \"lake/\"\nendpoint = \"{endpoint}\"\n"
+        ),
     )
     .unwrap();
     let app = Imgpipe::start_with_args(dir.path(), &[], &["--config", config.to_str().unwrap()]);
     let client = client();
     let mut ids = Vec::new();
-    for name in ["mate_Storm.jpg", "skimage_chelsea.png", "webp_mate_GreenMeadow.webp"] {
-        let (status, body) = upload(&client, &app, std::fs::read(corpus_dir().join(name)).unwrap()).await;
+    for name in [
+        "mate_Storm.jpg",
+        "skimage_chelsea.png",
+        "webp_mate_GreenMeadow.webp",
+    ] {
+        let (status, body) = upload(
+            &client,
+            &app,
+            std::fs::read(corpus_dir().join(name)).unwrap(),
+        )
+        .await;
         assert_eq!(status, 202, "{body}");
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
@@ -45,10 +58,20 @@ async fn pipeline_runs_on_s3() {
     }
     app.stop();
 
-    let keys: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     for id in &ids {
         let parsed: lake::ImageId = id.parse().unwrap();
-        for key in [lake::layout::raw_key(parsed), lake::layout::thumb_key(parsed), lake::layout::manifest_key(parsed)] {
+        for key in [
+            lake::layout::raw_key(parsed),
+            lake::layout::thumb_key(parsed),
+            lake::layout::manifest_key(parsed),
+        ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
     }
@@ -56,11 +79,24 @@ async fn pipeline_runs_on_s3() {
     assert!(!metadata.is_empty(), "no Parquet written: {keys:?}");
     let mut rows = 0;
     for key in metadata {
-        rows += lake::schema::read_rows(store.get(key).await.unwrap().unwrap()).unwrap().len();
+        rows += lake::schema::read_rows(store.get(key).await.unwrap().unwrap())
+            .unwrap()
+            .len();
     }
     assert_eq!(rows, ids.len());
     // Nothing landed outside the configured prefix, and nothing on local disk.
-    let outside = store.client().list_objects_v2().bucket(&bucket).send().await.unwrap();
-    assert!(outside.contents().iter().all(|o| o.key().unwrap().starts_with("lake/")));
+    let outside = store
+        .client()
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        outside
+            .contents()
+            .iter()
+            .all(|o| o.key().unwrap().starts_with("lake/"))
+    );
     assert!(!dir.path().join("raw").exists());
 }

@@ -4,7 +4,10 @@
 
 mod common;
 
-use lake::{config::S3Config, store::{FsStore, S3Store, conformance}};
+use lake::{
+    config::S3Config,
+    store::{FsStore, S3Store, conformance},
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filesystem_backend_conforms() {
@@ -13,7 +16,10 @@ async fn filesystem_backend_conforms() {
     conformance::run(&store, "").await;
     conformance::run(&store, "nested/root/").await;
     // No temp files left behind by the atomic writes.
-    assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+        0
+    );
 }
 
 pub fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
@@ -29,30 +35,59 @@ pub fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_conforms_on_a_real_server() {
-    let Some(endpoint) = common::s3_endpoint() else { return };
+    let Some(endpoint) = common::s3_endpoint() else {
+        return;
+    };
     let bucket = common::unique_bucket("conf");
-    let store = S3Store::connect(&s3_config(&endpoint, &bucket, "")).await.unwrap();
+    let store = S3Store::connect(&s3_config(&endpoint, &bucket, ""))
+        .await
+        .unwrap();
     store.create_bucket_if_missing().await.unwrap();
     conformance::run(&store, "").await;
 
     // With a key prefix, the store sees only its own objects.
-    let prefixed = S3Store::connect(&s3_config(&endpoint, &bucket, "tenant/")).await.unwrap();
+    let prefixed = S3Store::connect(&s3_config(&endpoint, &bucket, "tenant/"))
+        .await
+        .unwrap();
     conformance::run(&prefixed, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_objects_carry_imgpipe_metadata() {
-    let Some(endpoint) = common::s3_endpoint() else { return };
+    let Some(endpoint) = common::s3_endpoint() else {
+        return;
+    };
     let bucket = common::unique_bucket("meta");
-    let store = S3Store::connect(&s3_config(&endpoint, &bucket, "")).await.unwrap();
+    let store = S3Store::connect(&s3_config(&endpoint, &bucket, ""))
+        .await
+        .unwrap();
     store.create_bucket_if_missing().await.unwrap();
     let id = lake::ImageId::new(chrono::Utc::now());
-    let opts = lake::store::PutOptions::for_image(id, lake::Source::Http, "abc", chrono::Utc::now(), "image/png");
+    let opts = lake::store::PutOptions::for_image(
+        id,
+        lake::Source::Http,
+        "abc",
+        chrono::Utc::now(),
+        "image/png",
+    );
     use lake::Store;
-    store.put("k", bytes::Bytes::from_static(b"x"), &opts).await.unwrap();
-    let head = store.client().head_object().bucket(&bucket).key("k").send().await.unwrap();
+    store
+        .put("k", bytes::Bytes::from_static(b"x"), &opts)
+        .await
+        .unwrap();
+    let head = store
+        .client()
+        .head_object()
+        .bucket(&bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     let meta = head.metadata().unwrap();
-    assert_eq!(meta.get("imgpipe-id").map(String::as_str), Some(id.to_string().as_str()));
+    assert_eq!(
+        meta.get("imgpipe-id").map(String::as_str),
+        Some(id.to_string().as_str())
+    );
     assert_eq!(meta.get("imgpipe-source").map(String::as_str), Some("http"));
     assert!(meta.contains_key("imgpipe-expires-at") && meta.contains_key("imgpipe-sha256"));
     assert_eq!(head.content_type(), Some("image/png"));

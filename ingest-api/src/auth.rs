@@ -10,14 +10,25 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
-pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn require_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let keys = &state.config.api_keys;
-    if keys.is_empty() || presented(request.headers()).is_some_and(|k| keys.iter().any(|ok| constant_eq(ok, k))) {
+    if keys.is_empty()
+        || presented(request.headers()).is_some_and(|k| keys.iter().any(|ok| constant_eq(ok, k)))
+    {
         return next.run(request).await;
     }
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required").into_response()
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid API key is required",
+    )
+    .into_response()
 }
 
 fn presented(headers: &HeaderMap) -> Option<&str> {
@@ -30,5 +41,9 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 
 /// Compare without leaking where the first difference is.
 fn constant_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }

@@ -43,7 +43,11 @@ impl ApiError {
     /// Storage trouble: the client may retry.
     pub fn unavailable(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "storage error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the lake is not answering; retry later")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the lake is not answering; retry later",
+        )
     }
 }
 
@@ -55,6 +59,20 @@ impl From<lake::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.code, "detail": self.detail }))).into_response()
+        let mut response = (
+            self.status,
+            Json(json!({ "error": self.code, "detail": self.detail })),
+        )
+            .into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: this connection cannot
+            // carry another request, so say so instead of letting the
+            // client reuse it.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }

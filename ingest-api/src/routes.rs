@@ -2,16 +2,16 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, State},
+    extract::{DefaultBodyLimit, Path, Request, State},
     http::StatusCode,
-    middleware,
-    response::IntoResponse,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::{AppState, ApiError, auth, status, upload};
+use crate::{ApiError, AppState, auth, status, upload};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
@@ -20,19 +20,46 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Upload size is enforced by the upload handler, per file and
         // before buffering, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline));
     Router::new()
         .merge(v1)
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn get_image(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+/// Every request gets `api.request_timeout`, answered as a JSON error.
+async fn deadline(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request took longer than {:?}",
+                state.config.request_timeout
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn get_image(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let id = id
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
@@ -41,10 +68,16 @@ async fn get_image(State(state): State<Arc<AppState>>, Path(id): Path<String>) -
 
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "lake": state.store.location() }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "lake": state.store.location() })),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "health check: store not answering");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "error": "storage_unavailable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "error": "storage_unavailable" })),
+            )
         }
     }
 }

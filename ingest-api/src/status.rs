@@ -9,7 +9,7 @@ use lake::{
 };
 use serde::Serialize;
 
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +33,9 @@ pub struct ImageStatus {
 pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiError> {
     let expires_at = state.layout.expires_at(id);
     if state.clock.now() >= expires_at {
-        return Err(ApiError::not_found(format!("image {id} does not exist or has expired")));
+        return Err(ApiError::not_found(format!(
+            "image {id} does not exist or has expired"
+        )));
     }
     let base = |status, metadata, reason| ImageStatus {
         id,
@@ -45,13 +47,18 @@ pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiErr
     };
     let store = &state.store;
     if let Some(bytes) = store.get(&layout::quarantine_key(id)).await? {
-        let record: QuarantineRecord = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
+        let record: QuarantineRecord =
+            serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
         let reason = format!("{}: {}", record.reason.as_str(), record.detail);
         return Ok(base(Status::Quarantined, None, Some(reason)));
     }
     if let Some(bytes) = store.get(&layout::manifest_key(id)).await? {
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-        return Ok(base(Status::Processed, Some(public_metadata(&manifest)), None));
+        return Ok(base(
+            Status::Processed,
+            Some(public_metadata(&manifest)),
+            None,
+        ));
     }
     if store.exists(&layout::raw_key(id)).await? {
         let status = if state.inflight.contains(id) {
@@ -61,7 +68,9 @@ pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiErr
         };
         return Ok(base(status, None, None));
     }
-    Err(ApiError::not_found(format!("image {id} does not exist or has expired")))
+    Err(ApiError::not_found(format!(
+        "image {id} does not exist or has expired"
+    )))
 }
 
 /// The row without its restricted columns (GPS coordinates, source_ref): the HTTP API

@@ -38,12 +38,17 @@ struct Upload {
     name: Option<String>,
 }
 
-pub async fn upload(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    let _slot = state
-        .upload_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping"))?;
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let _slot = state.upload_slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping",
+        )
+    })?;
     let idempotency_key = idempotency_key(request.headers())?;
     let multipart = request
         .headers()
@@ -61,7 +66,11 @@ pub async fn upload(State(state): State<Arc<AppState>>, request: Request) -> Res
             let key = idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
             images.push(accept(&state, f, key).await?);
         }
-        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "images": images }))).into_response());
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "images": images })),
+        )
+            .into_response());
     }
     let data = read_body(&state, request).await?;
     check_image(&data)?;
@@ -97,28 +106,40 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError
     if declared_length(request.headers()).is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    let limited = http_body_util::Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+    let limited = http_body_util::Limited::new(
+        request.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    );
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request("body_read_failed", format!("could not read the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(
+            "body_read_failed",
+            format!("could not read the request body: {e}"),
+        )),
     }
 }
 
 async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload>, ApiError> {
     let cfg = &state.config;
-    let total_limit = cfg.max_upload_bytes.saturating_mul(cfg.max_files_per_request as u64);
+    let total_limit = cfg
+        .max_upload_bytes
+        .saturating_mul(cfg.max_files_per_request as u64);
     if declared_length(request.headers()).is_some_and(|n| n > total_limit.saturating_add(1 << 20)) {
         return Err(ApiError::too_large(total_limit));
     }
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
-    let malformed = |e: axum::extract::multipart::MultipartError| ApiError::bad_request("bad_multipart", e.body_text());
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request("bad_multipart", e.body_text())
+    };
     let mut files = Vec::new();
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         // Files are the parts with a file name; other form fields are ignored.
-        let Some(name) = field.file_name().map(str::to_owned) else { continue };
+        let Some(name) = field.file_name().map(str::to_owned) else {
+            continue;
+        };
         if files.len() == cfg.max_files_per_request {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -130,7 +151,10 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
             if (data.len() + chunk.len()) as u64 > cfg.max_upload_bytes {
                 let mut e = ApiError::too_large(cfg.max_upload_bytes);
-                e.detail = format!("file {name:?} exceeds the limit of {} bytes", cfg.max_upload_bytes);
+                e.detail = format!(
+                    "file {name:?} exceeds the limit of {} bytes",
+                    cfg.max_upload_bytes
+                );
                 return Err(e);
             }
             data.extend_from_slice(&chunk);
@@ -141,7 +165,10 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
         });
     }
     if files.is_empty() {
-        return Err(ApiError::bad_request("no_files", "the multipart body has no file parts"));
+        return Err(ApiError::bad_request(
+            "no_files",
+            "the multipart body has no file parts",
+        ));
     }
     Ok(files)
 }
@@ -151,14 +178,21 @@ fn check_image(data: &[u8]) -> Result<(), ApiError> {
     if data.is_empty() {
         return Err(ApiError::bad_request("empty_body", "the upload is empty"));
     }
-    let unsupported = |detail: String| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail);
+    let unsupported = |detail: String| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            detail,
+        )
+    };
     match sniff(data) {
         Sniffed::Supported(_) => Ok(()),
         Sniffed::Unsupported(name) => Err(unsupported(format!(
             "{name} images are not supported; send JPEG, PNG, WebP, GIF, TIFF or BMP"
         ))),
         Sniffed::Unknown => Err(unsupported(
-            "the bytes are not an image format imgpipe accepts (JPEG, PNG, WebP, GIF, TIFF, BMP)".into(),
+            "the bytes are not an image format imgpipe accepts (JPEG, PNG, WebP, GIF, TIFF, BMP)"
+                .into(),
         )),
     }
 }
@@ -170,19 +204,27 @@ fn name_part(mut e: ApiError, index: usize, name: Option<&str>) -> ApiError {
 
 /// Store one image and announce it; or, for a repeated idempotency key,
 /// answer with the image stored the first time.
-async fn accept(state: &AppState, upload: Upload, idempotency_key: Option<String>) -> Result<Accepted, ApiError> {
+async fn accept(
+    state: &AppState,
+    upload: Upload,
+    idempotency_key: Option<String>,
+) -> Result<Accepted, ApiError> {
     let sha256 = hex::encode(Sha256::digest(&upload.data));
     let _lock = match &idempotency_key {
         Some(key) => Some(state.idempotency_locks.lock(key).await),
         None => None,
     };
-    if let Some(key) = &idempotency_key {
-        if let Some(existing) = find_idempotent(state, key, &sha256).await? {
-            return Ok(existing);
-        }
+    if let Some(key) = &idempotency_key
+        && let Some(existing) = find_idempotent(state, key, &sha256).await?
+    {
+        return Ok(existing);
     }
     let Sniffed::Supported(format) = sniff(&upload.data) else {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "not an image"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "not an image",
+        ));
     };
     let id = ImageId::new(state.clock.now());
     let received_at = id.received_at();
@@ -196,7 +238,11 @@ async fn accept(state: &AppState, upload: Upload, idempotency_key: Option<String
         // reusing the key.
         state
             .store
-            .put(&layout::idempotency_key(key, id), Bytes::from(sha256.clone()), &opts)
+            .put(
+                &layout::idempotency_key(key, id),
+                Bytes::from(sha256.clone()),
+                &opts,
+            )
             .await?;
     }
     let event = ImageReceived {
@@ -222,24 +268,32 @@ async fn accept(state: &AppState, upload: Upload, idempotency_key: Option<String
     })
 }
 
-async fn find_idempotent(state: &AppState, key: &str, sha256: &str) -> Result<Option<Accepted>, ApiError> {
+async fn find_idempotent(
+    state: &AppState,
+    key: &str,
+    sha256: &str,
+) -> Result<Option<Accepted>, ApiError> {
     let records = state.store.list(&layout::idempotency_prefix(key)).await?;
     // The earliest record wins, should two processes have raced.
     let Some((id, record_key)) = records
         .iter()
-        .filter_map(|o| layout::parse_key(&o.key).ok().map(|p| (p.id, o.key.clone())))
+        .filter_map(|o| {
+            layout::parse_key(&o.key)
+                .ok()
+                .map(|p| (p.id, o.key.clone()))
+        })
         .min_by_key(|(id, _)| *id)
     else {
         return Ok(None);
     };
-    if let Some(stored) = state.store.get(&record_key).await? {
-        if stored.as_ref() != sha256.as_bytes() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different upload",
-            ));
-        }
+    if let Some(stored) = state.store.get(&record_key).await?
+        && stored.as_ref() != sha256.as_bytes()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different upload",
+        ));
     }
     match status::lookup(state, id).await {
         Ok(s) => Ok(Some(Accepted {

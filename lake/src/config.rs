@@ -175,8 +175,8 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&Config::default())?);
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Config::default())?);
         if let Some(path) = file {
             // Read it ourselves so a missing file names its path.
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
@@ -233,20 +233,29 @@ impl Config {
             return bad("api.max_upload_bytes must be positive".into());
         }
         if self.api.max_files_per_request == 0 || self.api.max_concurrent_uploads == 0 {
-            return bad("api.max_files_per_request and api.max_concurrent_uploads must be positive".into());
+            return bad(
+                "api.max_files_per_request and api.max_concurrent_uploads must be positive".into(),
+            );
         }
         if self.api.api_keys.iter().any(|k| k.len() < 16) {
             return bad("api.api_keys: every key must be at least 16 characters".into());
         }
         let p = &self.processor;
         if !(16..=4096).contains(&p.thumbnail_px) {
-            return bad(format!("processor.thumbnail_px must be 16..=4096, got {}", p.thumbnail_px));
+            return bad(format!(
+                "processor.thumbnail_px must be 16..=4096, got {}",
+                p.thumbnail_px
+            ));
         }
         if p.max_pixels == 0 || p.max_decode_bytes == 0 || p.queue_capacity == 0 {
-            return bad("processor.max_pixels, max_decode_bytes and queue_capacity must be positive".into());
+            return bad(
+                "processor.max_pixels, max_decode_bytes and queue_capacity must be positive".into(),
+            );
         }
         if p.max_inflight_bytes < self.api.max_upload_bytes {
-            return bad("processor.max_inflight_bytes must be at least api.max_upload_bytes".into());
+            return bad(
+                "processor.max_inflight_bytes must be at least api.max_upload_bytes".into(),
+            );
         }
         if p.flush_interval.is_zero() || p.flush_interval > Duration::from_secs(60) {
             return bad("processor.flush_interval must be between 1s and 60s (it bounds how late rows are purged)".into());
@@ -256,7 +265,9 @@ impl Config {
                 return bad("lake.s3.bucket must not be empty".into());
             }
             if !(s3.prefix.is_empty() || s3.prefix.ends_with('/')) || s3.prefix.starts_with('/') {
-                return bad("lake.s3.prefix must be empty or end with '/' (and not start with one)".into());
+                return bad(
+                    "lake.s3.prefix must be empty or end with '/' (and not start with one)".into(),
+                );
             }
         }
         Ok(())
@@ -291,7 +302,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -308,7 +322,10 @@ mod tests {
         std::fs::write(&path, "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 1000\n[processor]\nmax_inflight_bytes = 5000\n").unwrap();
         let cfg = Config::load_with_env(
             Some(&path),
-            env(&[("IMGPIPE_API__MAX_UPLOAD_BYTES", "2000"), ("IMGPIPE_TEST_S3_ENDPOINT", "x")]),
+            env(&[
+                ("IMGPIPE_API__MAX_UPLOAD_BYTES", "2000"),
+                ("IMGPIPE_TEST_S3_ENDPOINT", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.api.listen.port(), 9000);
@@ -325,7 +342,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[api]\nlistne = \"x\"\n").unwrap();
-        let e = Config::load_with_env(Some(&path), env(&[])).unwrap_err().to_string();
+        let e = Config::load_with_env(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.toml") && e.contains("listne"), "{e}");
     }
 

@@ -129,22 +129,36 @@ pub fn to_record_batch(rows: &[MetadataRow]) -> Result<RecordBatch, ArrowError> 
         times(rows.iter().map(|r| r.expires_at.timestamp_millis())),
         strings(rows.iter().map(|r| r.content_type.as_str())),
         strings(rows.iter().map(|r| r.format.as_str())),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| i32::try_from(r.width).unwrap_or(i32::MAX)))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| i32::try_from(r.height).unwrap_or(i32::MAX)))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| sat_i64(r.bytes)))),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter()
+                .map(|r| i32::try_from(r.width).unwrap_or(i32::MAX)),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter()
+                .map(|r| i32::try_from(r.height).unwrap_or(i32::MAX)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| sat_i64(r.bytes)),
+        )),
         strings(rows.iter().map(|r| r.sha256.as_str())),
         strings(rows.iter().map(|r| r.phash.as_str())),
         opt_strings(rows.iter().map(|r| r.exif_make.as_deref())),
         opt_strings(rows.iter().map(|r| r.exif_model.as_deref())),
         opt_strings(rows.iter().map(|r| r.exif_taken_at.as_deref())),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| i32::from(r.orientation)))),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.has_gps)))),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| i32::from(r.orientation)),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.has_gps)),
+        )),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.gps_lat))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.gps_lon))),
         strings(rows.iter().map(|r| r.thumb_key.as_str())),
         strings(rows.iter().map(|r| r.raw_key.as_str())),
         opt_strings(rows.iter().map(|r| r.script.as_deref())),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| sat_i64(r.processing_ms)))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| sat_i64(r.processing_ms)),
+        )),
         strings(rows.iter().map(|r| r.status.as_str())),
     ];
     RecordBatch::try_new(arrow_schema(), columns)
@@ -186,9 +200,11 @@ pub fn read_rows(file: Bytes) -> Result<Vec<MetadataRow>, SchemaError> {
         let b = batch?;
         let s = |c| string_col(&b, c);
         let (id, source, source_ref) = (s("id")?, s("source")?, s("source_ref")?);
-        let (content_type, format, sha256, phash) = (s("content_type")?, s("format")?, s("sha256")?, s("phash")?);
+        let (content_type, format, sha256, phash) =
+            (s("content_type")?, s("format")?, s("sha256")?, s("phash")?);
         let (make, model, taken) = (s("exif_make")?, s("exif_model")?, s("exif_taken_at")?);
-        let (thumb_key, raw_key, script, status) = (s("thumb_key")?, s("raw_key")?, s("script")?, s("status")?);
+        let (thumb_key, raw_key, script, status) =
+            (s("thumb_key")?, s("raw_key")?, s("script")?, s("status")?);
         let received = col::<TimestampMillisecondArray>(&b, "received_at")?;
         let expires = col::<TimestampMillisecondArray>(&b, "expires_at")?;
         let width = col::<Int32Array>(&b, "width")?;
@@ -241,10 +257,11 @@ fn millis(ms: i64) -> DateTime<Utc> {
 }
 
 fn parse_id(v: &str) -> Result<ImageId, SchemaError> {
-    v.parse().map_err(|e: crate::id::IdError| SchemaError::Column {
-        column: "id",
-        why: e.to_string(),
-    })
+    v.parse()
+        .map_err(|e: crate::id::IdError| SchemaError::Column {
+            column: "id",
+            why: e.to_string(),
+        })
 }
 
 fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a T, SchemaError> {
@@ -257,7 +274,10 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a
         })
 }
 
-fn string_col<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, SchemaError> {
+fn string_col<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a StringArray, SchemaError> {
     col::<StringArray>(batch, name)
 }
 
@@ -296,10 +316,15 @@ pub(crate) mod tests {
 
     #[test]
     fn parquet_roundtrip_keeps_every_field() {
-        let now = Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).unwrap();
+        let now = Utc
+            .timestamp_millis_opt(Utc::now().timestamp_millis())
+            .unwrap();
         let rows = vec![sample_row(ImageId::new(now)), sample_row(ImageId::new(now))];
         let file = write_parquet(&rows).unwrap();
         assert_eq!(read_rows(file.clone()).unwrap(), rows);
-        assert_eq!(read_ids(file).unwrap(), rows.iter().map(|r| r.id).collect::<Vec<_>>());
+        assert_eq!(
+            read_ids(file).unwrap(),
+            rows.iter().map(|r| r.id).collect::<Vec<_>>()
+        );
     }
 }

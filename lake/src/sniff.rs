@@ -99,7 +99,8 @@ fn iso_bmff_image(bytes: &[u8]) -> Option<&'static str> {
     let end = size.clamp(16, bytes.len().max(16)).min(bytes.len());
     let major = bytes.get(8..12)?;
     // Major brand, then compatible brands (skipping the minor version).
-    let brands = std::iter::once(major).chain(bytes.get(16..end).unwrap_or_default().chunks_exact(4));
+    let brands =
+        std::iter::once(major).chain(bytes.get(16..end).unwrap_or_default().chunks_exact(4));
     let mut heif = false;
     for brand in brands {
         match brand {
@@ -121,18 +122,39 @@ mod tests {
 
     #[test]
     fn recognises_supported_magic() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Sniffed::Supported(ImageFormat::Jpeg));
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Sniffed::Supported(ImageFormat::Png));
-        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Sniffed::Supported(ImageFormat::Webp));
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Sniffed::Supported(ImageFormat::Jpeg)
+        );
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n...."),
+            Sniffed::Supported(ImageFormat::Png)
+        );
+        assert_eq!(
+            sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Sniffed::Supported(ImageFormat::Webp)
+        );
         assert_eq!(sniff(b"GIF89a"), Sniffed::Supported(ImageFormat::Gif));
-        assert_eq!(sniff(b"MM\0*\0\0\0\x08"), Sniffed::Supported(ImageFormat::Tiff));
+        assert_eq!(
+            sniff(b"MM\0*\0\0\0\x08"),
+            Sniffed::Supported(ImageFormat::Tiff)
+        );
     }
 
     #[test]
     fn names_avif_and_heic() {
-        assert_eq!(sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"), Sniffed::Unsupported("AVIF"));
-        assert_eq!(sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), Sniffed::Unsupported("HEIC"));
-        assert_eq!(sniff(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif"), Sniffed::Unsupported("AVIF"));
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"),
+            Sniffed::Unsupported("AVIF")
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
+            Sniffed::Unsupported("HEIC")
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif"),
+            Sniffed::Unsupported("AVIF")
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 {
-        return Err(ProcessError::new(QuarantineReason::Corrupt, "image has zero width or height"));
+        return Err(ProcessError::new(
+            QuarantineReason::Corrupt,
+            "image has zero width or height",
+        ));
     }
     if pixels > limits.max_pixels {
         return Err(ProcessError::new(
@@ -86,7 +89,11 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
         .orientation()
         .ok()
         .filter(|o| *o != Orientation::NoTransforms)
-        .or_else(|| u8::try_from(exif.orientation).ok().and_then(Orientation::from_exif))
+        .or_else(|| {
+            u8::try_from(exif.orientation)
+                .ok()
+                .and_then(Orientation::from_exif)
+        })
         .unwrap_or(Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
 
@@ -97,7 +104,12 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
     let mut thumbnail_jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut thumbnail_jpeg, 85)
         .encode_image(&thumb)
-        .map_err(|e| ProcessError::new(QuarantineReason::DecodeFailed, format!("thumbnail encode: {e}")))?;
+        .map_err(|e| {
+            ProcessError::new(
+                QuarantineReason::DecodeFailed,
+                format!("thumbnail encode: {e}"),
+            )
+        })?;
 
     Ok(Analysis {
         format,
@@ -124,12 +136,16 @@ fn to_image_format(f: ImageFormat) -> image::ImageFormat {
 fn decode_error(e: image::ImageError) -> ProcessError {
     use image::{ImageError, error::LimitErrorKind};
     match e {
-        ImageError::Limits(l) if matches!(l.kind(), LimitErrorKind::InsufficientMemory) => ProcessError::new(
-            QuarantineReason::TooLarge,
-            format!("decoding needs more memory than allowed: {l}"),
-        ),
+        ImageError::Limits(l) if matches!(l.kind(), LimitErrorKind::InsufficientMemory) => {
+            ProcessError::new(
+                QuarantineReason::TooLarge,
+                format!("decoding needs more memory than allowed: {l}"),
+            )
+        }
         ImageError::Limits(l) => ProcessError::new(QuarantineReason::TooLarge, l.to_string()),
-        ImageError::Unsupported(u) => ProcessError::new(QuarantineReason::UnsupportedFormat, u.to_string()),
+        ImageError::Unsupported(u) => {
+            ProcessError::new(QuarantineReason::UnsupportedFormat, u.to_string())
+        }
         other => ProcessError::new(QuarantineReason::DecodeFailed, format!("decode: {other}")),
     }
 }
@@ -152,8 +168,12 @@ fn thumbnail(image: DynamicImage, max_side: u32) -> Result<RgbImage, ProcessErro
             &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
         )
         .map_err(|e| ProcessError::new(QuarantineReason::DecodeFailed, format!("resize: {e}")))?;
-    RgbImage::from_raw(tw, th, dst.into_vec())
-        .ok_or_else(|| ProcessError::new(QuarantineReason::DecodeFailed, "resize produced a short buffer"))
+    RgbImage::from_raw(tw, th, dst.into_vec()).ok_or_else(|| {
+        ProcessError::new(
+            QuarantineReason::DecodeFailed,
+            "resize produced a short buffer",
+        )
+    })
 }
 
 /// 64-bit DCT mean hash (pHash), hex.
@@ -184,7 +204,8 @@ mod tests {
 
     #[test]
     fn thumbnails_keep_aspect_and_longest_side() {
-        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(1000, 500, image::Rgb([10, 200, 30])));
+        let img =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(1000, 500, image::Rgb([10, 200, 30])));
         let a = analyze(&encode(img, image::ImageFormat::Png), &LIMITS).unwrap();
         assert_eq!((a.width, a.height, a.format), (1000, 500, ImageFormat::Png));
         let thumb = image::load_from_memory(&a.thumbnail_jpeg).unwrap();
@@ -197,7 +218,10 @@ mod tests {
     fn pixel_limit_is_checked_from_the_header() {
         let img = DynamicImage::ImageLuma8(image::GrayImage::new(2000, 2000));
         let bytes = encode(img, image::ImageFormat::Png);
-        let small = AnalyzeLimits { max_pixels: 1_000_000, ..LIMITS };
+        let small = AnalyzeLimits {
+            max_pixels: 1_000_000,
+            ..LIMITS
+        };
         let e = analyze(&bytes, &small).unwrap_err();
         assert_eq!(e.reason, QuarantineReason::TooLarge);
         assert!(e.detail.contains("4000000 pixels"), "{}", e.detail);
@@ -227,7 +251,10 @@ mod tests {
 
     #[test]
     fn garbage_and_unsupported_are_quarantine_reasons() {
-        assert_eq!(analyze(b"hello", &LIMITS).unwrap_err().reason, QuarantineReason::UnsupportedFormat);
+        assert_eq!(
+            analyze(b"hello", &LIMITS).unwrap_err().reason,
+            QuarantineReason::UnsupportedFormat
+        );
         let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
         let e = analyze(avif, &LIMITS).unwrap_err();
         assert!(e.detail.contains("AVIF"));

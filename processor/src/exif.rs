@@ -30,7 +30,9 @@ pub fn read(bytes: &[u8]) -> ExifInfo {
     let taken_at = field(Tag::DateTimeOriginal)
         .or_else(|| field(Tag::DateTime))
         .and_then(|f| match &f.value {
-            Value::Ascii(v) => v.first().and_then(|raw| exif::DateTime::from_ascii(raw).ok()),
+            Value::Ascii(v) => v
+                .first()
+                .and_then(|raw| exif::DateTime::from_ascii(raw).ok()),
             _ => None,
         })
         .map(|d| {
@@ -43,7 +45,9 @@ pub fn read(bytes: &[u8]) -> ExifInfo {
         coordinate(field(Tag::GPSLatitude), field(Tag::GPSLatitudeRef), b'S'),
         coordinate(field(Tag::GPSLongitude), field(Tag::GPSLongitudeRef), b'W'),
     ) {
-        (Some(lat), Some(lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {
+        (Some(lat), Some(lon))
+            if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+        {
             Some((lat, lon))
         }
         _ => None,
@@ -58,7 +62,9 @@ pub fn read(bytes: &[u8]) -> ExifInfo {
 }
 
 fn ascii(f: &Field) -> Option<String> {
-    let Value::Ascii(parts) = &f.value else { return None };
+    let Value::Ascii(parts) = &f.value else {
+        return None;
+    };
     let text = String::from_utf8_lossy(parts.first()?);
     let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!text.is_empty()).then(|| text.chars().take(256).collect())
@@ -66,7 +72,9 @@ fn ascii(f: &Field) -> Option<String> {
 
 /// Degrees/minutes/seconds rationals plus an N/S or E/W reference.
 fn coordinate(value: Option<&Field>, reference: Option<&Field>, negative: u8) -> Option<f64> {
-    let Value::Rational(dms) = &value?.value else { return None };
+    let Value::Rational(dms) = &value?.value else {
+        return None;
+    };
     let part = |i: usize| dms.get(i).filter(|r| r.denom != 0).map(|r| r.to_f64());
     let degrees = part(0)? + part(1).unwrap_or(0.0) / 60.0 + part(2).unwrap_or(0.0) / 3600.0;
     let sign = match reference.map(|f| &f.value) {

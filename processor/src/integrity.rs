@@ -36,7 +36,9 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// thumbnail's markers come before the main image's scan.
 fn jpeg(bytes: &[u8]) -> Result<(), ProcessError> {
     let Some(sos) = rfind(bytes, &[0xFF, 0xDA]) else {
-        return Err(truncated("JPEG has no image data (no start-of-scan marker)"));
+        return Err(truncated(
+            "JPEG has no image data (no start-of-scan marker)",
+        ));
     };
     if rfind(&bytes[sos..], &[0xFF, 0xD9]).is_none() {
         return Err(truncated(format!(
@@ -53,7 +55,10 @@ fn png(bytes: &[u8]) -> Result<(), ProcessError> {
     let mut at = 8; // signature
     loop {
         let Some(header) = bytes.get(at..at + 8) else {
-            return Err(truncated(format!("PNG ends at {} bytes without an IEND chunk", bytes.len())));
+            return Err(truncated(format!(
+                "PNG ends at {} bytes without an IEND chunk",
+                bytes.len()
+            )));
         };
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let kind = &header[4..8];
@@ -69,7 +74,9 @@ fn png(bytes: &[u8]) -> Result<(), ProcessError> {
         let (typed_data, crc) = chunk.split_at(chunk.len() - 4);
         let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32fast::hash(typed_data) != stored {
-            return Err(corrupt(format!("PNG chunk {name} at offset {at} has a bad CRC")));
+            return Err(corrupt(format!(
+                "PNG chunk {name} at offset {at} has a bad CRC"
+            )));
         }
         if kind == b"IEND" {
             return Ok(());
@@ -106,7 +113,10 @@ fn bmp(bytes: &[u8]) -> Result<(), ProcessError> {
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
         .unwrap_or(usize::MAX);
     if size != 0 && bytes.len() < size {
-        return Err(truncated(format!("BMP declares {size} bytes, the file has {}", bytes.len())));
+        return Err(truncated(format!(
+            "BMP declares {size} bytes, the file has {}",
+            bytes.len()
+        )));
     }
     Ok(())
 }
@@ -155,14 +165,24 @@ mod tests {
         bad[idat + 5] ^= 0xFF;
         let e = check(ImageFormat::Png, &bad).unwrap_err();
         assert_eq!(e.reason, QuarantineReason::Corrupt);
-        assert!(e.detail.contains("IDAT") && e.detail.contains("CRC"), "{}", e.detail);
+        assert!(
+            e.detail.contains("IDAT") && e.detail.contains("CRC"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
     fn never_panics_on_prefixes() {
         for f in [png_bytes(), jpeg_bytes()] {
             for n in 0..f.len() {
-                for fmt in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Gif, ImageFormat::Webp, ImageFormat::Bmp] {
+                for fmt in [
+                    ImageFormat::Png,
+                    ImageFormat::Jpeg,
+                    ImageFormat::Gif,
+                    ImageFormat::Webp,
+                    ImageFormat::Bmp,
+                ] {
                     let _ = check(fmt, &f[..n]);
                 }
             }

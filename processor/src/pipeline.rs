@@ -72,7 +72,8 @@ impl Processor {
             .thread_name(|i| format!("imgpipe-cpu-{i}"))
             .build()?;
         let (sink, sink_task) = MetadataSink::spawn(store.clone(), cfg.processor.flush_interval);
-        let budget_kib = u32::try_from(cfg.processor.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let budget_kib =
+            u32::try_from(cfg.processor.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let p = &cfg.processor;
         Ok(Self {
             ctx: Arc::new(Ctx {
@@ -222,9 +223,13 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     let policy = retry_policy(ctx.retries);
     let manifest_key = layout::manifest_key(ev.id);
     let quarantine_key = layout::quarantine_key(ev.id);
-    let done = (|| async { Ok::<_, StoreError>(store.exists(&manifest_key).await? || store.exists(&quarantine_key).await?) })
-        .retry(policy)
-        .await?;
+    let done = (|| async {
+        Ok::<_, StoreError>(
+            store.exists(&manifest_key).await? || store.exists(&quarantine_key).await?,
+        )
+    })
+    .retry(policy)
+    .await?;
     if done {
         return Ok(Outcome::Skipped);
     }
@@ -246,7 +251,11 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     }
 }
 
-async fn on_pool(pool: &rayon::ThreadPool, bytes: Bytes, limits: AnalyzeLimits) -> Result<Analysis, ProcessError> {
+async fn on_pool(
+    pool: &rayon::ThreadPool,
+    bytes: Bytes,
+    limits: AnalyzeLimits,
+) -> Result<Analysis, ProcessError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.spawn(move || {
         let result = std::panic::catch_unwind(|| analyze(&bytes, &limits)).unwrap_or_else(|_| {
@@ -279,7 +288,9 @@ async fn write_outputs(
     let opts = PutOptions::for_image(id, ev.source, &a.sha256, expires_at, "image/jpeg");
     let thumb_key = layout::thumb_key(id);
     let thumb = Bytes::from(a.thumbnail_jpeg);
-    (|| store.put(&thumb_key, thumb.clone(), &opts)).retry(policy).await?;
+    (|| store.put(&thumb_key, thumb.clone(), &opts))
+        .retry(policy)
+        .await?;
 
     let row = MetadataRow {
         id,
@@ -318,14 +329,20 @@ async fn write_outputs(
         content_type: Some("application/json".into()),
         ..opts.clone()
     };
-    (|| store.put(&manifest_key, body.clone(), &json_opts)).retry(policy).await?;
+    (|| store.put(&manifest_key, body.clone(), &json_opts))
+        .retry(policy)
+        .await?;
     if ctx.sink.append(row).await.is_err() {
         tracing::warn!(%id, "metadata writer stopped; row recovered from the manifest at next start");
     }
     Ok(())
 }
 
-async fn quarantine(ctx: &Ctx, ev: &ImageReceived, problem: ProcessError) -> Result<(), StoreError> {
+async fn quarantine(
+    ctx: &Ctx,
+    ev: &ImageReceived,
+    problem: ProcessError,
+) -> Result<(), StoreError> {
     tracing::info!(id = %ev.id, reason = problem.reason.as_str(), detail = %problem.detail, "quarantined");
     let record = QuarantineRecord {
         id: ev.id,
@@ -342,7 +359,15 @@ async fn quarantine(ctx: &Ctx, ev: &ImageReceived, problem: ProcessError) -> Res
     let body = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
     let opts = PutOptions {
         content_type: Some("application/json".into()),
-        ..PutOptions::for_image(ev.id, ev.source, &ev.sha256, record.expires_at, "application/json")
+        ..PutOptions::for_image(
+            ev.id,
+            ev.source,
+            &ev.sha256,
+            record.expires_at,
+            "application/json",
+        )
     };
-    (|| ctx.store.put(&key, body.clone(), &opts)).retry(retry_policy(ctx.retries)).await
+    (|| ctx.store.put(&key, body.clone(), &opts))
+        .retry(retry_policy(ctx.retries))
+        .await
 }

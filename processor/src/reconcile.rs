@@ -20,7 +20,11 @@ pub enum ReconcileError {
     Read { key: String, detail: String },
 }
 
-async fn ids_in(store: &SharedStore, area: Area, suffix: &str) -> Result<HashSet<ImageId>, StoreError> {
+async fn ids_in(
+    store: &SharedStore,
+    area: Area,
+    suffix: &str,
+) -> Result<HashSet<ImageId>, StoreError> {
     Ok(store
         .list(area.prefix())
         .await?
@@ -68,7 +72,9 @@ pub async fn unfinished(store: &SharedStore) -> Result<Vec<ImageReceived>, Recon
 pub async fn lost_rows(store: &SharedStore) -> Result<Vec<MetadataRow>, ReconcileError> {
     let mut in_files = HashSet::new();
     for obj in store.list(Area::Metadata.prefix()).await? {
-        let Some(file) = store.get(&obj.key).await? else { continue };
+        let Some(file) = store.get(&obj.key).await? else {
+            continue;
+        };
         let ids = lake::schema::read_ids(file).map_err(|e| ReconcileError::Read {
             key: obj.key.clone(),
             detail: e.to_string(),
@@ -80,11 +86,15 @@ pub async fn lost_rows(store: &SharedStore) -> Result<Vec<MetadataRow>, Reconcil
         if !obj.key.ends_with(layout::MANIFEST_FILE) {
             continue;
         }
-        let Ok(parsed) = parse_key(&obj.key) else { continue };
+        let Ok(parsed) = parse_key(&obj.key) else {
+            continue;
+        };
         if in_files.contains(&parsed.id) {
             continue;
         }
-        let Some(bytes) = store.get(&obj.key).await? else { continue };
+        let Some(bytes) = store.get(&obj.key).await? else {
+            continue;
+        };
         match serde_json::from_slice::<Manifest>(&bytes) {
             Ok(m) => rows.push(m.row),
             Err(e) => tracing::warn!(key = %obj.key, error = %e, "unreadable manifest"),

@@ -60,7 +60,10 @@ async fn write_loop(store: SharedStore, mut rx: mpsc::Receiver<MetadataRow>, eve
         }
         tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
     }
-    tracing::error!(rows = buffer.len(), "metadata rows not written at shutdown; recovered from manifests at next start");
+    tracing::error!(
+        rows = buffer.len(),
+        "metadata rows not written at shutdown; recovered from manifests at next start"
+    );
 }
 
 /// Write what is buffered; rows of partitions that failed stay buffered.
@@ -71,7 +74,9 @@ async fn flush(store: &SharedStore, buffer: &mut Vec<MetadataRow>) {
     buffer.sort_by_key(|r| r.id);
     let mut kept = Vec::new();
     let rows = std::mem::take(buffer);
-    for group in rows.chunk_by(|a, b| layout::partition(a.id.received_at()) == layout::partition(b.id.received_at())) {
+    for group in rows.chunk_by(|a, b| {
+        layout::partition(a.id.received_at()) == layout::partition(b.id.received_at())
+    }) {
         if let Err(e) = write_file(store, group).await {
             tracing::warn!(error = %e, rows = group.len(), "metadata flush failed; will retry");
             kept.extend_from_slice(group);
@@ -80,7 +85,10 @@ async fn flush(store: &SharedStore, buffer: &mut Vec<MetadataRow>) {
     *buffer = kept;
 }
 
-async fn write_file(store: &SharedStore, rows: &[MetadataRow]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn write_file(
+    store: &SharedStore,
+    rows: &[MetadataRow],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let Some(newest) = rows.iter().map(|r| r.id).max() else {
         return Ok(());
     };

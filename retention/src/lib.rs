@@ -82,7 +82,12 @@ impl Sweeper {
         if !report.foreign.is_empty() {
             tracing::warn!(keys = ?report.foreign, "objects that are not lake keys: their expiry is unknown");
         }
-        tracing::info!(purged = report.purged, bytes = report.bytes_purged, scanned = report.scanned, "sweep done");
+        tracing::info!(
+            purged = report.purged,
+            bytes = report.bytes_purged,
+            scanned = report.scanned,
+            "sweep done"
+        );
         Ok(report)
     }
 
@@ -110,7 +115,10 @@ mod tests {
 
     use bytes::Bytes;
     use chrono::TimeZone;
-    use lake::{FixedClock, ImageId, layout, store::{FsStore, PutOptions}};
+    use lake::{
+        FixedClock, ImageId, layout,
+        store::{FsStore, PutOptions},
+    };
 
     use super::*;
 
@@ -119,7 +127,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
         let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap();
-        let (old, young) = (ImageId::new(t0), ImageId::new(t0 + chrono::Duration::days(1)));
+        let (old, young) = (
+            ImageId::new(t0),
+            ImageId::new(t0 + chrono::Duration::days(1)),
+        );
         let keys = |id| {
             vec![
                 layout::raw_key(id),
@@ -132,16 +143,27 @@ mod tests {
             ]
         };
         for key in keys(old).into_iter().chain(keys(young)) {
-            store.put(&key, Bytes::from_static(b"x"), &PutOptions::default()).await.unwrap();
+            store
+                .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
+                .await
+                .unwrap();
         }
-        let clock = Arc::new(FixedClock::new(t0 + chrono::Duration::days(7) - chrono::Duration::minutes(1)));
+        let clock = Arc::new(FixedClock::new(
+            t0 + chrono::Duration::days(7) - chrono::Duration::minutes(1),
+        ));
         let sweeper = Sweeper::new(store.clone(), clock.clone(), chrono::Duration::days(7));
         assert_eq!(sweeper.sweep_once().await.unwrap().purged, 0);
 
         clock.set(t0 + chrono::Duration::days(7) + chrono::Duration::minutes(1));
         let report = sweeper.sweep_once().await.unwrap();
         assert_eq!(report.purged, 7);
-        let left: Vec<String> = store.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+        let left: Vec<String> = store
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         let mut expected = keys(young);
         expected.sort();
         assert_eq!(left, expected);

@@ -29,7 +29,8 @@ pub struct CorpusImage {
 }
 
 pub fn corpus() -> Vec<CorpusImage> {
-    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.csv")).expect("../shared/corpus/MANIFEST.csv");
+    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.csv"))
+        .expect("../shared/corpus/MANIFEST.csv");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -133,7 +134,8 @@ impl Imgpipe {
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = wait_timeout(&mut self.child, Duration::from_secs(60)).expect("imgpipe did not stop within 60 s");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(60))
+            .expect("imgpipe did not stop within 60 s");
         assert!(status.success(), "imgpipe exited with {status}");
     }
 }
@@ -157,17 +159,30 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 pub async fn upload(client: &reqwest::Client, app: &Imgpipe, bytes: Vec<u8>) -> (u16, Value) {
-    let resp = client.post(app.url("/v1/images")).body(bytes).send().await.unwrap();
+    let resp = client
+        .post(app.url("/v1/images"))
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
 
 /// Poll until the image is processed or quarantined.
-pub async fn wait_final(client: &reqwest::Client, app: &Imgpipe, id: &str, limit: Duration) -> Value {
+pub async fn wait_final(
+    client: &reqwest::Client,
+    app: &Imgpipe,
+    id: &str,
+    limit: Duration,
+) -> Value {
     let start = Instant::now();
     loop {
         let v: Value = client
@@ -181,7 +196,10 @@ pub async fn wait_final(client: &reqwest::Client, app: &Imgpipe, id: &str, limit
         if matches!(v["status"].as_str(), Some("processed" | "quarantined")) {
             return v;
         }
-        assert!(start.elapsed() < limit, "image {id} not final after {limit:?}: {v}");
+        assert!(
+            start.elapsed() < limit,
+            "image {id} not final after {limit:?}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -210,7 +228,12 @@ pub fn unique_bucket(tag: &str) -> String {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -219,7 +242,9 @@ pub fn parquet_rows(data_dir: &Path) -> Vec<lake::schema::MetadataRow> {
     let mut rows = Vec::new();
     let mut stack = vec![data_dir.join("metadata")];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {

@@ -18,26 +18,55 @@ pub async fn run(store: &dyn Store, root: &str) {
     // Round trip, absent objects, overwrite.
     assert_eq!(store.get(&k("missing")).await.unwrap(), None);
     assert!(!store.exists(&k("missing")).await.unwrap());
-    store.put(&k("a/one"), Bytes::from_static(b"first"), &opts).await.unwrap();
-    assert_eq!(store.get(&k("a/one")).await.unwrap().as_deref(), Some(&b"first"[..]));
+    store
+        .put(&k("a/one"), Bytes::from_static(b"first"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&k("a/one")).await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
     assert!(store.exists(&k("a/one")).await.unwrap());
-    store.put(&k("a/one"), Bytes::from_static(b"second"), &opts).await.unwrap();
-    assert_eq!(store.get(&k("a/one")).await.unwrap().as_deref(), Some(&b"second"[..]));
-    store.put(&k("empty"), Bytes::new(), &PutOptions::default()).await.unwrap();
-    assert_eq!(store.get(&k("empty")).await.unwrap().as_deref(), Some(&b""[..]));
+    store
+        .put(&k("a/one"), Bytes::from_static(b"second"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&k("a/one")).await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    store
+        .put(&k("empty"), Bytes::new(), &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&k("empty")).await.unwrap().as_deref(),
+        Some(&b""[..])
+    );
 
     // A prefix of a key is not an object.
     assert_eq!(store.get(&k("a")).await.unwrap(), None);
     assert!(!store.exists(&k("a")).await.unwrap());
 
     // Large binary objects arrive byte for byte.
-    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    store.put(&k("a/big.bin"), Bytes::from(big.clone()), &opts).await.unwrap();
-    assert_eq!(store.get(&k("a/big.bin")).await.unwrap().as_deref(), Some(&big[..]));
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    store
+        .put(&k("a/big.bin"), Bytes::from(big.clone()), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&k("a/big.bin")).await.unwrap().as_deref(),
+        Some(&big[..])
+    );
 
     // Listing: sorted, prefix-filtered (including partial segments), sizes.
     for name in ["b/dt=2026-01-01/x", "b/dt=2026-01-02/y", "b/dz/z", "bb/w"] {
-        store.put(&k(name), Bytes::from_static(b"1234"), &opts).await.unwrap();
+        store
+            .put(&k(name), Bytes::from_static(b"1234"), &opts)
+            .await
+            .unwrap();
     }
     let keys = |list: Vec<super::ObjectInfo>| list.into_iter().map(|o| o.key).collect::<Vec<_>>();
     assert_eq!(
@@ -57,9 +86,12 @@ pub async fn run(store: &dyn Store, root: &str) {
 
     // Listing pages past 1000 keys.
     let many: Vec<String> = (0..1100).map(|i| k(&format!("many/{i:05}"))).collect();
-    futures::future::try_join_all(many.iter().map(|key| store.put(key, Bytes::from_static(b"m"), &opts)))
-        .await
-        .unwrap();
+    futures::future::try_join_all(
+        many.iter()
+            .map(|key| store.put(key, Bytes::from_static(b"m"), &opts)),
+    )
+    .await
+    .unwrap();
     assert_eq!(keys(store.list(&k("many/")).await.unwrap()), many);
 
     // Batched delete of more than one request's worth, missing keys ignored.
@@ -78,9 +110,13 @@ pub async fn run(store: &dyn Store, root: &str) {
     let a = Bytes::from(vec![b'a'; 1 << 20]);
     let b = Bytes::from(vec![b'b'; 1 << 20]);
     let race = k("race");
-    let writes = (0..8).map(|i| store.put(&race, if i % 2 == 0 { a.clone() } else { b.clone() }, &opts));
+    let writes =
+        (0..8).map(|i| store.put(&race, if i % 2 == 0 { a.clone() } else { b.clone() }, &opts));
     let reads = (0..8).map(|_| store.get(&race));
-    let (w, r) = futures::join!(futures::future::join_all(writes), futures::future::join_all(reads));
+    let (w, r) = futures::join!(
+        futures::future::join_all(writes),
+        futures::future::join_all(reads)
+    );
     assert!(w.iter().all(Result::is_ok));
     for got in r {
         if let Some(got) = got.unwrap() {

@@ -91,8 +91,13 @@ impl FsStore {
             for entry in entries {
                 let entry = entry?;
                 let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
-                let Some(key) = rel.to_str().map(|s| s.replace(std::path::MAIN_SEPARATOR, "/")) else {
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(key) = rel
+                    .to_str()
+                    .map(|s| s.replace(std::path::MAIN_SEPARATOR, "/"))
+                else {
                     continue;
                 };
                 if key == TMP_DIR {

@@ -103,7 +103,9 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
         && key.len() <= 1024
         && !key.contains(['\0', '\\'])
-        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
         && !key.starts_with(".tmp/");
     if ok {
         Ok(())
@@ -139,7 +141,9 @@ mod tests {
         for good in ["raw/dt=2026-01-01/hr=00/x", "a", "a/b.c"] {
             assert!(validate_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", ".tmp/x", "a\\b", "a\0"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "../a", "a/./b", ".tmp/x", "a\\b", "a\0",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
         assert!(validate_prefix("").is_ok());

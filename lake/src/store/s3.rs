@@ -44,7 +44,8 @@ impl S3Store {
             .timeout_config(timeouts)
             .load()
             .await;
-        let mut s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
+        let mut s3 =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
         if let Some(endpoint) = &cfg.endpoint {
             s3 = s3.endpoint_url(endpoint);
         }
@@ -65,10 +66,23 @@ impl S3Store {
 
     /// Create the bucket unless it exists (local servers and first runs).
     pub async fn create_bucket_if_missing(&self) -> Result<(), StoreError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error().is_some_and(|s| {
