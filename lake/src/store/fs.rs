@@ -66,12 +66,16 @@ impl FsStore {
         let dest = self.path(key);
         let dir = dest.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile_in(&self.root.join(TMP_DIR))?;
-        tmp.1.write_all(data)?;
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, &dest).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp.0);
-        })?;
+        let (tmp_path, mut file) = tempfile_in(&self.root.join(TMP_DIR))?;
+        // A failed write must not leave image bytes behind in .tmp.
+        let written = file
+            .write_all(data)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&tmp_path, &dest));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(e);
+        }
         // The rename is durable only once the directory entry is.
         std::fs::File::open(dir)?.sync_all()
     }

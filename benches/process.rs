@@ -1,0 +1,80 @@
+//! Processing throughput against libvips' `vipsthumbnail`, measured in the
+//! same run on the same files: `cargo bench --bench process`.
+//!
+//! imgpipe does more per image than vipsthumbnail (strict structure checks,
+//! SHA-256, perceptual hash, EXIF), so the ratio is conservative. Both use
+//! every core: imgpipe one image per rayon thread, vips its own threadpool.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use processor::analyze::{AnalyzeLimits, analyze};
+use rayon::prelude::*;
+
+const ROUNDS: usize = 3;
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x != "csv" && x != "md"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn best_of(rounds: usize, mut run: impl FnMut()) -> Duration {
+    (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn main() {
+    let files = corpus();
+    let images: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).expect("read corpus file")).collect();
+    let megapixels: f64 = images
+        .iter()
+        .filter_map(|b| image::ImageReader::new(std::io::Cursor::new(b)).with_guessed_format().ok()?.into_dimensions().ok())
+        .map(|(w, h)| f64::from(w) * f64::from(h) / 1e6)
+        .sum();
+    let limits = AnalyzeLimits {
+        max_pixels: 100_000_000,
+        max_decode_bytes: 1 << 30,
+        thumbnail_px: 256,
+    };
+    let ours = best_of(ROUNDS, || {
+        images.par_iter().for_each(|bytes| {
+            analyze(bytes, &limits).expect("corpus image must process");
+        });
+    });
+
+    let out = tempfile::tempdir().expect("temp dir");
+    let vips = best_of(ROUNDS, || {
+        let status = Command::new("vipsthumbnail")
+            .args(&files)
+            .args(["--size", "256", "-o"])
+            .arg(out.path().join("%s.jpg[Q=85]"))
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!("vipsthumbnail failed ({other:?}); install libvips-tools"),
+        }
+    });
+
+    let n = images.len() as f64;
+    let ips = |d: Duration| n / d.as_secs_f64();
+    println!("corpus: {} images, {megapixels:.1} MP, {} threads", images.len(), rayon::current_num_threads());
+    println!("imgpipe analyze : {:>7.2} images/s  ({:.1} MP/s)", ips(ours), megapixels / ours.as_secs_f64());
+    println!("vipsthumbnail   : {:>7.2} images/s  ({:.1} MP/s)", ips(vips), megapixels / vips.as_secs_f64());
+    println!("ratio imgpipe/vips: {:.2}", ips(ours) / ips(vips));
+}
