@@ -255,14 +255,8 @@ async fn multipart_with_several_files() {
             .file_name(name);
         form = form.part(name.to_owned(), part);
     }
-    let resp = client
-        .post(app.url("/v1/images"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (code, body) = upload_multipart(&client, &app, form).await;
+    assert_eq!(code, 202, "{body}");
     let images = body["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
     for (img, name) in images.iter().zip(names) {
@@ -287,14 +281,8 @@ async fn multipart_with_several_files() {
             "b",
             reqwest::multipart::Part::bytes(b"%PDF-1.7".to_vec()).file_name("doc.pdf"),
         );
-    let resp = client
-        .post(app.url("/v1/images"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 415);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (code, body) = upload_multipart(&client, &app, form).await;
+    assert_eq!(code, 415, "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("doc.pdf"),
         "{body}"

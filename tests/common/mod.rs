@@ -176,6 +176,20 @@ pub async fn upload(client: &reqwest::Client, app: &Imgpipe, bytes: Vec<u8>) -> 
     (status, resp.json().await.unwrap())
 }
 
+/// `GET /v1/images/{id}` as JSON.
+pub async fn status(client: &reqwest::Client, app: &Imgpipe, id: &str) -> Value {
+    let resp = client
+        .get(app.url(&format!("/v1/images/{id}")))
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+pub fn is_final(v: &Value) -> bool {
+    matches!(v["status"].as_str(), Some("processed" | "quarantined"))
+}
+
 /// Poll until the image is processed or quarantined.
 pub async fn wait_final(
     client: &reqwest::Client,
@@ -185,15 +199,8 @@ pub async fn wait_final(
 ) -> Value {
     let start = Instant::now();
     loop {
-        let v: Value = client
-            .get(app.url(&format!("/v1/images/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(v["status"].as_str(), Some("processed" | "quarantined")) {
+        let v = status(client, app, id).await;
+        if is_final(&v) {
             return v;
         }
         assert!(
@@ -202,6 +209,21 @@ pub async fn wait_final(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+pub async fn upload_multipart(
+    client: &reqwest::Client,
+    app: &Imgpipe,
+    form: reqwest::multipart::Form,
+) -> (u16, Value) {
+    let resp = client
+        .post(app.url("/v1/images"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
 }
 
 /// The local S3 server from `.ci/run`, if any. With IMGPIPE_REQUIRE_SERVERS
