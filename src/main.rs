@@ -42,6 +42,21 @@ enum Command {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Check that nothing in the lake is past its expiry; exits 1 with the
+    /// list of violations otherwise.
+    Audit {
+        /// Evaluate at this instant (RFC 3339) instead of now.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> Result<()> {
@@ -67,6 +82,13 @@ fn main() -> Result<()> {
                 up(config).await
             }
             Command::Sweep { once, now } => sweep(config, once, now).await,
+            Command::Audit { now, format } => {
+                let passed = audit(config, now, format).await?;
+                if !passed {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }
@@ -164,4 +186,22 @@ async fn sweep(
     let _ = stop_tx.send(true);
     run.await?;
     Ok(())
+}
+
+async fn audit(
+    config: Config,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    format: ReportFormat,
+) -> Result<bool> {
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    let now = now.unwrap_or_else(chrono::Utc::now);
+    let report =
+        retention::audit::audit(&store, lake::Layout::new(config.retention()), now).await?;
+    match format {
+        ReportFormat::Text => println!("{report}"),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(report.passed())
 }

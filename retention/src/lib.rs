@@ -5,6 +5,8 @@
 //! batches. Idempotent, and safe beside ingestion and another sweeper: it
 //! never touches a key whose expiry is still ahead.
 
+pub mod audit;
+
 use std::{fmt, future::Future, time::Duration};
 
 use chrono::{DateTime, Utc};
@@ -54,6 +56,10 @@ impl Sweeper {
             clock,
             layout: Layout::new(retention),
         }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// One pass over every area.
