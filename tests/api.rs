@@ -163,22 +163,7 @@ async fn bad_requests_get_json_errors() {
     assert_eq!(body["error"], "not_found");
 
     // Nothing of the refused uploads was stored.
-    assert!(!dir.path().join("raw").exists() || walk(&dir.path().join("raw")).is_empty());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
+    assert!(!dir.path().join("raw").exists() || files_under(&dir.path().join("raw")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +187,7 @@ async fn idempotency_key_returns_the_same_image() {
         .unwrap();
     let id = first["id"].as_str().unwrap().to_owned();
     wait_final(&client, &app, &id, Duration::from_secs(60)).await;
-    let raw_before = walk(&dir.path().join("raw")).len();
+    let raw_before = files_under(&dir.path().join("raw")).len();
 
     let again = post("order-42", bytes.clone()).await.unwrap();
     assert_eq!(again.status(), 202);
@@ -210,7 +195,7 @@ async fn idempotency_key_returns_the_same_image() {
     assert_eq!(again["id"].as_str(), Some(id.as_str()));
     assert_eq!(again["status"], "processed");
     assert_eq!(
-        walk(&dir.path().join("raw")).len(),
+        files_under(&dir.path().join("raw")).len(),
         raw_before,
         "a retry stored new bytes"
     );

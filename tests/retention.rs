@@ -23,22 +23,6 @@ fn imgpipe(dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn seven_days_after_arrival_nothing_is_left() {
     let dir = tempfile::tempdir().unwrap();

@@ -279,3 +279,20 @@ pub fn parquet_rows(data_dir: &Path) -> Vec<lake::schema::MetadataRow> {
     }
     rows
 }
+
+/// Every file below `dir`, as paths relative to it.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
