@@ -7,25 +7,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lake::{Store, config::S3Config, store::S3Store};
+use lake::Store;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipeline_runs_on_s3() {
-    let Some(endpoint) = s3_endpoint() else {
+    let Some((store, s3)) = s3_lake("up", "lake/").await else {
         return;
     };
-    let bucket = unique_bucket("up");
-    let s3 = S3Config {
-        bucket: bucket.clone(),
-        prefix: "lake/".into(),
-        endpoint: Some(endpoint.clone()),
-        region: "us-east-1".into(),
-        force_path_style: true,
-        timeout: Duration::from_secs(30),
-    };
-    let store = S3Store::connect(&s3).await.unwrap();
-    store.create_bucket_if_missing().await.unwrap();
-
+    let (bucket, endpoint) = (s3.bucket.clone(), s3.endpoint.clone().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("imgpipe.toml");
     std::fs::write(

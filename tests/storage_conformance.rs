@@ -5,7 +5,7 @@
 mod common;
 
 use lake::{
-    config::S3Config,
+    Store,
     store::{FsStore, S3Store, conformance},
 };
 
@@ -22,46 +22,28 @@ async fn filesystem_backend_conforms() {
     );
 }
 
-pub fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
-    S3Config {
-        bucket: bucket.into(),
-        prefix: prefix.into(),
-        endpoint: Some(endpoint.into()),
-        region: "us-east-1".into(),
-        force_path_style: true,
-        timeout: std::time::Duration::from_secs(30),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_conforms_on_a_real_server() {
-    let Some(endpoint) = common::s3_endpoint() else {
+    let Some((store, config)) = common::s3_lake("conf", "").await else {
         return;
     };
-    let bucket = common::unique_bucket("conf");
-    let store = S3Store::connect(&s3_config(&endpoint, &bucket, ""))
-        .await
-        .unwrap();
-    store.create_bucket_if_missing().await.unwrap();
     conformance::run(&store, "").await;
 
     // With a key prefix, the store sees only its own objects.
-    let prefixed = S3Store::connect(&s3_config(&endpoint, &bucket, "tenant/"))
-        .await
-        .unwrap();
+    let prefixed = S3Store::connect(&lake::config::S3Config {
+        prefix: "tenant/".into(),
+        ..config
+    })
+    .await
+    .unwrap();
     conformance::run(&prefixed, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_objects_carry_imgpipe_metadata() {
-    let Some(endpoint) = common::s3_endpoint() else {
+    let Some((store, config)) = common::s3_lake("meta", "").await else {
         return;
     };
-    let bucket = common::unique_bucket("meta");
-    let store = S3Store::connect(&s3_config(&endpoint, &bucket, ""))
-        .await
-        .unwrap();
-    store.create_bucket_if_missing().await.unwrap();
     let id = lake::ImageId::new(chrono::Utc::now());
     let opts = lake::store::PutOptions::for_image(
         id,
@@ -70,7 +52,6 @@ async fn s3_objects_carry_imgpipe_metadata() {
         chrono::Utc::now(),
         "image/png",
     );
-    use lake::Store;
     store
         .put("k", bytes::Bytes::from_static(b"x"), &opts)
         .await
@@ -78,7 +59,7 @@ async fn s3_objects_carry_imgpipe_metadata() {
     let head = store
         .client()
         .head_object()
-        .bucket(&bucket)
+        .bucket(&config.bucket)
         .key("k")
         .send()
         .await

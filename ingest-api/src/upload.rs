@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use lake::{
     ImageId, ImageReceived, Source, layout,
-    sniff::{Sniffed, sniff},
+    sniff::{ImageFormat, Sniffed, sniff},
     store::PutOptions,
 };
 use serde::Serialize;
@@ -34,6 +34,8 @@ pub struct Accepted {
 
 struct Upload {
     data: Bytes,
+    /// Sniffed from the bytes by `check_image`.
+    format: ImageFormat,
     /// The file name, for multipart parts that have one.
     name: Option<String>,
 }
@@ -56,11 +58,8 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     if multipart {
+        // Every file is checked before any is stored: all or nothing.
         let files = read_multipart(&state, request).await?;
-        // Check every file before storing any: a request is all or nothing.
-        for (i, f) in files.iter().enumerate() {
-            check_image(&f.data).map_err(|e| name_part(e, i, f.name.as_deref()))?;
-        }
         let mut images = Vec::with_capacity(files.len());
         for (i, f) in files.into_iter().enumerate() {
             let key = idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
@@ -73,8 +72,13 @@ pub async fn upload(
             .into_response());
     }
     let data = read_body(&state, request).await?;
-    check_image(&data)?;
-    let accepted = accept(&state, Upload { data, name: None }, idempotency_key).await?;
+    let format = check_image(&data)?;
+    let upload = Upload {
+        data,
+        format,
+        name: None,
+    };
+    let accepted = accept(&state, upload, idempotency_key).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
@@ -159,8 +163,11 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
             }
             data.extend_from_slice(&chunk);
         }
+        let data = data.freeze();
+        let format = check_image(&data).map_err(|e| name_part(e, files.len(), &name))?;
         files.push(Upload {
-            data: data.freeze(),
+            data,
+            format,
             name: Some(name),
         });
     }
@@ -174,7 +181,7 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
 }
 
 /// Empty → 400; not an image we take (by magic bytes) → 415.
-fn check_image(data: &[u8]) -> Result<(), ApiError> {
+fn check_image(data: &[u8]) -> Result<ImageFormat, ApiError> {
     if data.is_empty() {
         return Err(ApiError::bad_request("empty_body", "the upload is empty"));
     }
@@ -186,7 +193,7 @@ fn check_image(data: &[u8]) -> Result<(), ApiError> {
         )
     };
     match sniff(data) {
-        Sniffed::Supported(_) => Ok(()),
+        Sniffed::Supported(format) => Ok(format),
         Sniffed::Unsupported(name) => Err(unsupported(format!(
             "{name} images are not supported; send JPEG, PNG, WebP, GIF, TIFF or BMP"
         ))),
@@ -197,8 +204,8 @@ fn check_image(data: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-fn name_part(mut e: ApiError, index: usize, name: Option<&str>) -> ApiError {
-    e.detail = format!("file {index} ({}): {}", name.unwrap_or("unnamed"), e.detail);
+fn name_part(mut e: ApiError, index: usize, name: &str) -> ApiError {
+    e.detail = format!("file {index} ({name}): {}", e.detail);
     e
 }
 
@@ -219,13 +226,7 @@ async fn accept(
     {
         return Ok(existing);
     }
-    let Sniffed::Supported(format) = sniff(&upload.data) else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "not an image",
-        ));
-    };
+    let format = upload.format;
     let id = ImageId::new(state.clock.now());
     let received_at = id.received_at();
     let expires_at = state.layout.expires_at(id);

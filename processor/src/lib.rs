@@ -13,7 +13,7 @@ pub mod sink;
 
 use lake::records::QuarantineReason;
 
-pub use pipeline::{Processor, RunStats};
+pub use pipeline::Processor;
 
 /// Why an image cannot be processed: permanent, so it is quarantined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,14 +1,7 @@
 //! The event loop: one task per image, bounded by raw bytes in flight; CPU
 //! work on rayon; outputs written thumbnail → manifest → metadata row.
 
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Instant,
-};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
@@ -32,13 +25,6 @@ use crate::{
     sink::MetadataSink,
 };
 
-#[derive(Debug, Default)]
-pub struct RunStats {
-    pub processed: AtomicU64,
-    pub quarantined: AtomicU64,
-    pub failed: AtomicU64,
-}
-
 #[derive(Debug)]
 struct Ctx {
     store: SharedStore,
@@ -49,7 +35,6 @@ struct Ctx {
     inflight: InFlight,
     sink: MetadataSink,
     retries: u32,
-    stats: Arc<RunStats>,
 }
 
 #[derive(Debug)]
@@ -89,16 +74,11 @@ impl Processor {
                 inflight,
                 sink,
                 retries: p.retries,
-                stats: Arc::default(),
             }),
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
             sink_task,
         })
-    }
-
-    pub fn stats(&self) -> Arc<RunStats> {
-        self.ctx.stats.clone()
     }
 
     /// Process events until `shutdown` resolves or every sender is gone,
@@ -192,17 +172,10 @@ fn retry_policy(retries: u32) -> ExponentialBuilder {
 async fn process_one(ctx: Arc<Ctx>, ev: ImageReceived, _budget: OwnedSemaphorePermit) {
     let id = ev.id;
     match process(&ctx, ev).await {
-        Ok(Outcome::Processed) => {
-            ctx.stats.processed.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Outcome::Quarantined) => {
-            ctx.stats.quarantined.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Outcome::Skipped) => {}
+        Ok(Outcome::Processed | Outcome::Quarantined | Outcome::Skipped) => {}
         Err(e) => {
             // Storage kept failing: the raw object stays, and the next
             // start's reconciliation takes it up again.
-            ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%id, error = %e, "image left unfinished after retries");
         }
     }

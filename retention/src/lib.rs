@@ -58,10 +58,6 @@ impl Sweeper {
         }
     }
 
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
     /// One pass over every area.
     pub async fn sweep_once(&self) -> Result<SweepReport, SweepError> {
         let now = self.clock.now();

@@ -242,6 +242,25 @@ pub fn s3_endpoint() -> Option<String> {
     }
 }
 
+/// An S3 lake on the local server: a fresh bucket (created) and `prefix`.
+/// `None` when there is no server and the test should skip.
+pub async fn s3_lake(
+    tag: &str,
+    prefix: &str,
+) -> Option<(lake::store::S3Store, lake::config::S3Config)> {
+    let config = lake::config::S3Config {
+        bucket: unique_bucket(tag),
+        prefix: prefix.into(),
+        endpoint: Some(s3_endpoint()?),
+        region: "us-east-1".into(),
+        force_path_style: true,
+        timeout: Duration::from_secs(30),
+    };
+    let store = lake::store::S3Store::connect(&config).await.unwrap();
+    store.create_bucket_if_missing().await.unwrap();
+    Some((store, config))
+}
+
 /// A fresh bucket name, so tests never see each other's objects.
 pub fn unique_bucket(tag: &str) -> String {
     format!("imgpipe-{tag}-{:x}", rand_u64())
