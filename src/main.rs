@@ -42,6 +42,12 @@ enum Command {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Erase every byte of one image now (raw, derived, quarantine record,
+    /// idempotency records, its metadata row).
+    Erase {
+        /// The image id.
+        id: lake::ImageId,
+    },
     /// Check that nothing in the lake is past its expiry; exits 1 with the
     /// list of violations otherwise.
     Audit {
@@ -82,6 +88,21 @@ fn main() -> Result<()> {
                 up(config).await
             }
             Command::Sweep { once, now } => sweep(config, once, now).await,
+            Command::Erase { id } => {
+                let store = lake::store::open(&config.lake)
+                    .await
+                    .context("opening the lake")?;
+                match retention::erase::erase(&store, id, chrono::Utc::now()).await? {
+                    Some(r) => println!(
+                        "erased {id}: {} objects, {} metadata rows",
+                        r.objects, r.rows
+                    ),
+                    None => {
+                        anyhow::bail!("image {id} not found (unknown, expired or already erased)")
+                    }
+                }
+                Ok(())
+            }
             Command::Audit { now, format } => {
                 let passed = audit(config, now, format).await?;
                 if !passed {

@@ -104,3 +104,149 @@ async fn seven_days_after_arrival_nothing_is_left() {
     let left = files_under(dir.path());
     assert_eq!(left, vec![later_key], "left after the sweep: {left:?}");
 }
+
+fn paths_naming(dir: &Path, id: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        // The tombstone names the id on purpose; it holds no image data.
+        .filter(|p| p.contains(id) && !p.starts_with("erased/"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erasure_removes_every_byte_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Imgpipe::start(dir.path(), &[("IMGPIPE_PROCESSOR__FLUSH_INTERVAL", "1s")]);
+    let client = client();
+    let storm = std::fs::read(corpus_dir().join("mate_Storm.jpg")).unwrap();
+    let post = |key: &str, body: Vec<u8>| {
+        client
+            .post(app.url("/v1/images"))
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+    };
+    let mut ids = Vec::new();
+    for (key, bytes) in [
+        ("erase-me", storm.clone()),
+        (
+            "keep-me",
+            std::fs::read(corpus_dir().join("skimage_chelsea.png")).unwrap(),
+        ),
+        ("broken", storm[..storm.len() / 2].to_vec()),
+        (
+            "cli",
+            std::fs::read(corpus_dir().join("mate_Aqua.jpg")).unwrap(),
+        ),
+    ] {
+        let body: serde_json::Value = post(key, bytes).await.unwrap().json().await.unwrap();
+        let id = body["id"].as_str().unwrap().to_owned();
+        wait_final(&client, &app, &id, Duration::from_secs(60)).await;
+        ids.push(id);
+    }
+    let (gone, kept, quarantined, by_cli) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // Let the 1 s flush put every row into Parquet first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        parquet_rows(dir.path())
+            .iter()
+            .any(|r| r.id.to_string() == *gone)
+    );
+
+    for id in [gone, quarantined] {
+        let resp = client
+            .delete(app.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        let resp = client
+            .get(app.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let resp = client
+            .delete(app.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "a second erasure finds nothing");
+    }
+    let unknown = lake::ImageId::new(Utc::now());
+    let resp = client
+        .delete(app.url(&format!("/v1/images/{unknown}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // The CLI erases from the lake a running `imgpipe up` writes.
+    let (ok, out) = imgpipe(dir.path(), &["erase", by_cli]);
+    assert!(ok, "{out}");
+    let resp = client
+        .get(app.url(&format!("/v1/images/{by_cli}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // A retry with the erased image's key is a new upload, not the old id.
+    let again: serde_json::Value = post("erase-me", storm.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(again["id"].as_str(), Some(gone.as_str()));
+    app.stop();
+
+    for id in [gone, quarantined, by_cli] {
+        assert_eq!(paths_naming(dir.path(), id), Vec::<String>::new(), "{id}");
+    }
+    let rows = parquet_rows(dir.path());
+    assert!(
+        rows.iter()
+            .all(|r| ![gone, by_cli].contains(&&r.id.to_string()))
+    );
+    assert!(
+        rows.iter().any(|r| r.id.to_string() == *kept),
+        "erasure took a neighbour's row"
+    );
+    assert!(!paths_naming(dir.path(), kept).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erasure_during_processing_is_not_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Imgpipe::start(dir.path(), &[("IMGPIPE_PROCESSOR__WORKERS", "1")]);
+    let client = client();
+    let mut erased = Vec::new();
+    for img in corpus().iter().take(12) {
+        let (status, body) = upload(&client, &app, std::fs::read(&img.path).unwrap()).await;
+        assert_eq!(status, 202);
+        let id = body["id"].as_str().unwrap().to_owned();
+        // Erase at once: most are queued or mid-decode.
+        let resp = client
+            .delete(app.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        erased.push(id);
+    }
+    // Stopping drains the processor and flushes metadata.
+    app.stop();
+    for id in &erased {
+        assert_eq!(
+            paths_naming(dir.path(), id),
+            Vec::<String>::new(),
+            "{id} came back"
+        );
+    }
+    let rows = parquet_rows(dir.path());
+    assert!(
+        rows.iter().all(|r| !erased.contains(&r.id.to_string())),
+        "an erased row came back"
+    );
+}

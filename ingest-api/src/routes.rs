@@ -16,7 +16,7 @@ use crate::{ApiError, AppState, auth, status, upload};
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/images", post(upload::upload))
-        .route("/v1/images/{id}", get(get_image))
+        .route("/v1/images/{id}", get(get_image).delete(erase_image))
         // Upload size is enforced by the upload handler, per file and
         // before buffering, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
@@ -64,6 +64,23 @@ async fn get_image(
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
     Ok(Json(status::lookup(&state, id).await?))
+}
+
+/// Erase every byte of the image now: 204, or 404 if nothing of it exists.
+async fn erase_image(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
+    match retention::erase::erase(&state.store, id, state.clock.now()).await {
+        Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
+        Ok(None) => Err(ApiError::not_found(format!(
+            "image {id} does not exist or has expired"
+        ))),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {

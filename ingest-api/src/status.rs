@@ -1,6 +1,6 @@
 //! Where an image is, read from the lake: a quarantine record or a manifest
 //! means it is finished; a raw object alone means it is waiting or in
-//! processing. Past its expiry an image does not exist, swept yet or not.
+//! processing. Past its expiry, or once erased, an image does not exist.
 
 use chrono::{DateTime, Utc};
 use lake::{
@@ -46,6 +46,11 @@ pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiErr
         reason,
     };
     let store = &state.store;
+    if lake::erasure::is_erased(store, id).await? {
+        return Err(ApiError::not_found(format!(
+            "image {id} does not exist or has expired"
+        )));
+    }
     if let Some(bytes) = store.get(&layout::quarantine_key(id)).await? {
         let record: QuarantineRecord =
             serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;

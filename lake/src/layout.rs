@@ -11,6 +11,7 @@
 //! metadata/dt=YYYY-MM-DD/hr=HH/<maxid>-<rows>.parquet
 //! quarantine/dt=YYYY-MM-DD/hr=HH/<id>.json
 //! idempotency/<sha256(client key)>/<id>
+//! erased/dt=YYYY-MM-DD/hr=HH/<id>          tombstone: this image was erased
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
@@ -26,15 +27,18 @@ pub enum Area {
     Metadata,
     Quarantine,
     Idempotency,
+    /// Tombstones of erased images, so no stage writes them back.
+    Erased,
 }
 
 impl Area {
-    pub const ALL: [Area; 5] = [
+    pub const ALL: [Area; 6] = [
         Area::Raw,
         Area::Derived,
         Area::Metadata,
         Area::Quarantine,
         Area::Idempotency,
+        Area::Erased,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Area {
             Area::Metadata => "metadata/",
             Area::Quarantine => "quarantine/",
             Area::Idempotency => "idempotency/",
+            Area::Erased => "erased/",
         }
     }
 }
@@ -81,6 +86,21 @@ pub fn script_key(id: ImageId, name: &str) -> String {
 
 pub fn quarantine_key(id: ImageId) -> String {
     format!("quarantine/{}/{id}.json", partition(id.received_at()))
+}
+
+/// The tombstone of an erased image; it expires with the image.
+pub fn erased_key(id: ImageId) -> String {
+    format!("erased/{}/{id}", partition(id.received_at()))
+}
+
+/// Where the metadata rows of images received in `id`'s hour live.
+pub fn metadata_partition_prefix(id: ImageId) -> String {
+    format!("metadata/{}/", partition(id.received_at()))
+}
+
+/// Where the tombstones of images received in `id`'s hour live.
+pub fn erased_partition_prefix(id: ImageId) -> String {
+    format!("erased/{}/", partition(id.received_at()))
 }
 
 /// A metadata file is named by its newest row's id and row count, and lives
@@ -153,7 +173,7 @@ pub fn parse_key(key: &str) -> Result<ParsedKey, KeyError> {
         .next()
         .ok_or_else(|| key_error(key, "missing partition"))?;
     let id_text = match area {
-        Area::Raw => tail,
+        Area::Raw | Area::Erased => tail,
         Area::Quarantine => tail
             .strip_suffix(".json")
             .ok_or_else(|| key_error(key, "quarantine record is not .json"))?,
@@ -264,6 +284,7 @@ mod tests {
                 (quarantine_key(id), Area::Quarantine),
                 (metadata_key(id, rows), Area::Metadata),
                 (idempotency_key(&client, id), Area::Idempotency),
+                (erased_key(id), Area::Erased),
             ] {
                 prop_assert_eq!(parse_key(&key), Ok(ParsedKey { area, id }));
             }

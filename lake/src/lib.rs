@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod erasure;
 pub mod event;
 pub mod id;
 pub mod inflight;

@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use lake::{
-    Config, ImageReceived, Layout, SharedClock, SharedStore, StoreError,
+    Config, ImageReceived, Layout, SharedClock, SharedStore, StoreError, erasure,
     inflight::InFlight,
     layout,
     records::{Manifest, QuarantineRecord},
@@ -198,7 +198,9 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     let quarantine_key = layout::quarantine_key(ev.id);
     let done = (|| async {
         Ok::<_, StoreError>(
-            store.exists(&manifest_key).await? || store.exists(&quarantine_key).await?,
+            store.exists(&manifest_key).await?
+                || store.exists(&quarantine_key).await?
+                || erasure::is_erased(store, ev.id).await?,
         )
     })
     .retry(policy)
@@ -305,6 +307,9 @@ async fn write_outputs(
     (|| store.put(&manifest_key, body.clone(), &json_opts))
         .retry(policy)
         .await?;
+    if erased_meanwhile(ctx, id, &manifest.keys[1..]).await? {
+        return Ok(());
+    }
     if ctx.sink.append(row).await.is_err() {
         tracing::warn!(%id, "metadata writer stopped; row recovered from the manifest at next start");
     }
@@ -342,5 +347,26 @@ async fn quarantine(
     };
     (|| ctx.store.put(&key, body.clone(), &opts))
         .retry(retry_policy(ctx.retries))
-        .await
+        .await?;
+    erased_meanwhile(ctx, ev.id, &[key]).await?;
+    Ok(())
+}
+
+/// An image erased while we worked on it: remove what we just wrote (the
+/// erasure may have looked before it existed). True if so.
+async fn erased_meanwhile(
+    ctx: &Ctx,
+    id: lake::ImageId,
+    written: &[String],
+) -> Result<bool, StoreError> {
+    let policy = retry_policy(ctx.retries);
+    if !(|| erasure::is_erased(&ctx.store, id))
+        .retry(policy)
+        .await?
+    {
+        return Ok(false);
+    }
+    tracing::info!(%id, "image erased during processing; outputs removed");
+    (|| ctx.store.delete(written)).retry(policy).await?;
+    Ok(true)
 }

@@ -6,6 +6,7 @@
 //! never touches a key whose expiry is still ahead.
 
 pub mod audit;
+pub mod erase;
 
 use std::{fmt, future::Future, time::Duration};
 
@@ -142,6 +143,7 @@ mod tests {
                 layout::quarantine_key(id),
                 layout::metadata_key(id, 3),
                 layout::idempotency_key("client-key", id),
+                layout::erased_key(id),
             ]
         };
         for key in keys(old).into_iter().chain(keys(young)) {
@@ -158,7 +160,7 @@ mod tests {
 
         clock.set(t0 + chrono::Duration::days(7) + chrono::Duration::minutes(1));
         let report = sweeper.sweep_once().await.unwrap();
-        assert_eq!(report.purged, 7);
+        assert_eq!(report.purged, 8);
         let left: Vec<String> = store
             .list("")
             .await

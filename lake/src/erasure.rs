@@ -1,0 +1,100 @@
+//! Tombstones and the rows they remove. An erased image leaves a tombstone
+//! under `erased/`; anything that writes metadata rows removes tombstoned
+//! rows and checks again *after* its write, so an erasure racing a writer
+//! never lets a row come back: either the writer's check sees the
+//! tombstone, or the erasure's scrub sees the writer's file.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use crate::{
+    ImageId, SharedStore, StoreError,
+    layout::{self, parse_key},
+    schema::{self, SchemaError},
+    store::PutOptions,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("metadata file {key}: {source}")]
+    Schema { key: String, source: SchemaError },
+}
+
+/// Ids erased among the images received in `id`'s hour.
+pub async fn tombstones_near(
+    store: &SharedStore,
+    id: ImageId,
+) -> Result<HashSet<ImageId>, StoreError> {
+    Ok(store
+        .list(&layout::erased_partition_prefix(id))
+        .await?
+        .into_iter()
+        .filter_map(|o| parse_key(&o.key).ok().map(|p| p.id))
+        .collect())
+}
+
+pub async fn is_erased(store: &SharedStore, id: ImageId) -> Result<bool, StoreError> {
+    store.exists(&layout::erased_key(id)).await
+}
+
+/// Remove the rows of `erased` from one metadata file, in one atomic
+/// overwrite (or delete, when no row is left). Returns the rows removed.
+pub async fn scrub_file(
+    store: &SharedStore,
+    key: &str,
+    erased: &HashSet<ImageId>,
+) -> Result<usize, ErasureError> {
+    let schema_err = |source| ErasureError::Schema {
+        key: key.to_owned(),
+        source,
+    };
+    let Some(file) = store.get(key).await? else {
+        return Ok(0);
+    };
+    let ids = schema::read_ids(file.clone()).map_err(schema_err)?;
+    if !ids.iter().any(|id| erased.contains(id)) {
+        return Ok(0);
+    }
+    let rows = schema::read_rows(file).map_err(schema_err)?;
+    let before = rows.len();
+    let kept: Vec<_> = rows
+        .into_iter()
+        .filter(|r| !erased.contains(&r.id))
+        .collect();
+    let removed = before - kept.len();
+    if kept.is_empty() {
+        store.delete(&[key.to_owned()]).await?;
+    } else {
+        // Same key: readers see the old file or the new one, never neither.
+        // The name keeps the newest id it was written with, whose expiry
+        // bounds every remaining row.
+        let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
+        let opts = PutOptions {
+            content_type: Some("application/vnd.apache.parquet".into()),
+            metadata: Vec::new(),
+        };
+        store.put(key, body, &opts).await?;
+    }
+    Ok(removed)
+}
+
+/// Scrub every metadata file of `id`'s hour (a file never spans two hours,
+/// so a row is only ever in its own hour) until a pass, run after a fresh
+/// look at the tombstones, changes nothing.
+pub async fn scrub_partition(store: &SharedStore, id: ImageId) -> Result<usize, ErasureError> {
+    let mut removed = 0;
+    loop {
+        let erased = tombstones_near(store, id).await?;
+        let mut changed = 0;
+        for obj in store.list(&layout::metadata_partition_prefix(id)).await? {
+            changed += scrub_file(store, &obj.key, &erased).await?;
+        }
+        if changed == 0 {
+            return Ok(removed);
+        }
+        removed += changed;
+    }
+}
