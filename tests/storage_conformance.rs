@@ -73,3 +73,57 @@ async fn s3_objects_carry_imgpipe_metadata() {
     assert!(meta.contains_key("imgpipe-expires-at") && meta.contains_key("imgpipe-sha256"));
     assert_eq!(head.content_type(), Some("image/png"));
 }
+
+/// On a versioned bucket a plain delete only adds a delete marker: the
+/// sweeper must remove every version and marker of an expired key.
+#[tokio::test(flavor = "multi_thread")]
+async fn sweeper_purges_every_version_on_a_versioned_bucket() {
+    let Some((store, _)) = common::s3_lake("vers", "").await else {
+        return;
+    };
+    store.enable_versioning().await.unwrap();
+    let store: lake::SharedStore = std::sync::Arc::new(store);
+    let t0 = chrono::Utc::now() - chrono::Duration::days(8);
+    let (old, young) = (
+        lake::ImageId::new(t0),
+        lake::ImageId::new(chrono::Utc::now()),
+    );
+    let put = |key: String, body: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            store
+                .put(&key, bytes::Bytes::from_static(body), &Default::default())
+                .await
+                .unwrap()
+        }
+    };
+    put(lake::layout::raw_key(old), b"v1").await;
+    put(lake::layout::raw_key(old), b"v2").await;
+    put(lake::layout::thumb_key(old), b"t").await;
+    store.delete(&[lake::layout::thumb_key(old)]).await.unwrap();
+    put(lake::layout::raw_key(young), b"young").await;
+    let versions = store.list_versions("").await.unwrap();
+    assert!(
+        versions.len() >= 5,
+        "expected versions and a delete marker: {versions:?}"
+    );
+    assert!(versions.iter().any(|v| v.delete_marker), "{versions:?}");
+
+    let audit = retention::audit::audit(
+        &store,
+        lake::Layout::new(chrono::Duration::days(7)),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(!audit.passed(), "the audit must see the expired versions");
+    let clock = std::sync::Arc::new(lake::SystemClock);
+    let sweeper = retention::Sweeper::new(store.clone(), clock, chrono::Duration::days(7));
+    sweeper.sweep_once().await.unwrap();
+    let left = store.list_versions("").await.unwrap();
+    assert_eq!(
+        left.iter().map(|v| v.key.clone()).collect::<Vec<_>>(),
+        vec![lake::layout::raw_key(young)],
+        "{left:?}"
+    );
+}

@@ -85,7 +85,8 @@ pub async fn audit(
     };
     // The whole store, not only the known areas: data under an unknown
     // prefix is exactly what an audit must catch.
-    for obj in store.list("").await? {
+    // Every version and delete marker: a noncurrent version is data too.
+    for obj in store.list_versions("").await? {
         report.objects += 1;
         report.bytes += obj.size;
         match lake::layout::parse_key(&obj.key) {

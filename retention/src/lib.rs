@@ -67,20 +67,22 @@ impl Sweeper {
             ..SweepReport::default()
         };
         for area in Area::ALL {
+            // Every version and delete marker, so nothing survives on a
+            // versioned bucket either.
             let mut expired = Vec::new();
-            for obj in self.store.list(area.prefix()).await? {
+            for version in self.store.list_versions(area.prefix()).await? {
                 report.scanned += 1;
-                match self.layout.key_expires_at(&obj.key) {
+                match self.layout.key_expires_at(&version.key) {
                     Ok(expires_at) if expires_at <= now => {
-                        report.bytes_purged += obj.size;
-                        expired.push(obj.key);
+                        report.bytes_purged += version.size;
+                        expired.push(version);
                     }
                     Ok(_) => {}
-                    Err(_) => report.foreign.push(obj.key),
+                    Err(_) => report.foreign.push(version.key),
                 }
             }
             report.purged += expired.len() as u64;
-            self.store.delete(&expired).await?;
+            self.store.purge(&expired).await?;
         }
         if !report.foreign.is_empty() {
             tracing::warn!(keys = ?report.foreign, "objects that are not lake keys: their expiry is unknown");

@@ -29,6 +29,16 @@ pub struct ObjectInfo {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// One stored version of an object (or a delete marker). Unversioned
+/// stores have exactly one version per key, with no version id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub size: u64,
+    pub delete_marker: bool,
+}
+
 /// What travels with an object besides its bytes. The S3 backend stores it
 /// as the object's Content-Type and user metadata; the filesystem ignores it.
 #[derive(Debug, Clone, Default)]
@@ -92,8 +102,28 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
-    /// Delete these objects; keys that do not exist are not an error.
+    /// Delete these objects; keys that do not exist are not an error. On a
+    /// versioned bucket this only hides them: see [`Store::purge`].
     async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
+    /// Every version and delete marker under `prefix`, sorted by key.
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|o| ObjectVersion {
+                key: o.key,
+                version_id: None,
+                size: o.size,
+                delete_marker: false,
+            })
+            .collect())
+    }
+    /// Remove these versions for good (a `None` version id: the object).
+    async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        let keys: Vec<String> = versions.iter().map(|v| v.key.clone()).collect();
+        self.delete(&keys).await
+    }
     /// Does the store answer?
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -15,7 +15,9 @@ use aws_sdk_s3::{
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{ObjectInfo, PutOptions, Store, StoreError, validate_key, validate_prefix};
+use super::{
+    ObjectInfo, ObjectVersion, PutOptions, Store, StoreError, validate_key, validate_prefix,
+};
 use crate::config::S3Config;
 
 /// S3's limit for one DeleteObjects request.
@@ -97,6 +99,66 @@ impl S3Store {
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// DeleteObjects in S3's batches of at most 1000 keys.
+    async fn delete_batched(&self, items: &[(&str, Option<&str>)]) -> Result<(), StoreError> {
+        for batch in items.chunks(DELETE_BATCH) {
+            let first = batch[0].0;
+            let objects = batch
+                .iter()
+                .map(|(k, v)| {
+                    ObjectIdentifier::builder()
+                        .key(self.full(k))
+                        .set_version_id(v.map(str::to_owned))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("delete", first, e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| err("delete", first, e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| err("delete", first, e))?;
+            if let Some(failed) = out.errors().first() {
+                return Err(StoreError::backend(
+                    "delete",
+                    failed.key().unwrap_or_default(),
+                    format!(
+                        "{} of {} keys failed: {}",
+                        out.errors().len(),
+                        batch.len(),
+                        failed.message().unwrap_or("no message")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn on bucket versioning (tests of version-aware deletion).
+    pub async fn enable_versioning(&self) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.client
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| err("put_bucket_versioning", &self.bucket, e))?;
+        Ok(())
     }
 }
 
@@ -191,39 +253,71 @@ impl Store for S3Store {
         for key in keys {
             validate_key(key)?;
         }
-        for batch in keys.chunks(DELETE_BATCH) {
-            let objects = batch
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(self.full(k)).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err("delete", &batch[0], e))?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| err("delete", &batch[0], e))?;
-            let out = self
+        let items: Vec<(&str, Option<&str>)> = keys.iter().map(|k| (k.as_str(), None)).collect();
+        self.delete_batched(&items).await
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        validate_prefix(prefix)?;
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
                 .client
-                .delete_objects()
+                .list_object_versions()
                 .bucket(&self.bucket)
-                .delete(delete)
+                .prefix(self.full(prefix))
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| err("delete", &batch[0], e))?;
-            if let Some(first) = out.errors().first() {
-                return Err(StoreError::backend(
-                    "delete",
-                    first.key().unwrap_or_default(),
-                    format!(
-                        "{} of {} keys failed: {}",
-                        out.errors().len(),
-                        batch.len(),
-                        first.message().unwrap_or("no message")
-                    ),
-                ));
+                .map_err(|e| err("list_versions", prefix, e))?;
+            let strip = |k: Option<&str>| {
+                k.and_then(|k| k.strip_prefix(&self.prefix))
+                    .map(str::to_owned)
+            };
+            // "null" is S3's id for the version written while unversioned.
+            let version = |v: Option<&str>| v.filter(|v| *v != "null").map(str::to_owned);
+            for v in page.versions() {
+                let Some(key) = strip(v.key()) else { continue };
+                out.push(ObjectVersion {
+                    key,
+                    version_id: version(v.version_id()),
+                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    delete_marker: false,
+                });
+            }
+            for m in page.delete_markers() {
+                let Some(key) = strip(m.key()) else { continue };
+                out.push(ObjectVersion {
+                    key,
+                    version_id: version(m.version_id()),
+                    size: 0,
+                    delete_marker: true,
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
             }
         }
-        Ok(())
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        for v in versions {
+            validate_key(&v.key)?;
+        }
+        let items: Vec<(&str, Option<&str>)> = versions
+            .iter()
+            .map(|v| (v.key.as_str(), v.version_id.as_deref()))
+            .collect();
+        self.delete_batched(&items).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
