@@ -42,6 +42,11 @@ enum Command {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Retention settings of the stores themselves.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Erase every byte of one image now (raw, derived, quarantine record,
     /// idempotency records, its metadata row).
     Erase {
@@ -57,6 +62,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// The S3 lifecycle rules behind the sweeper: print them, or apply them
+    /// to the lake's bucket and check what the bucket then reports.
+    Lifecycle {
+        #[arg(long, conflicts_with = "apply", required_unless_present = "apply")]
+        print: bool,
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, value_enum, default_value = "json")]
+        format: RulesFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RulesFormat {
+    Json,
+    Terraform,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -88,6 +113,14 @@ fn main() -> Result<()> {
                 up(config).await
             }
             Command::Sweep { once, now } => sweep(config, once, now).await,
+            Command::Retention {
+                command:
+                    RetentionCommand::Lifecycle {
+                        print,
+                        apply,
+                        format,
+                    },
+            } => lifecycle(config, print, apply, format).await,
             Command::Erase { id } => {
                 let store = lake::store::open(&config.lake)
                     .await
@@ -218,11 +251,56 @@ async fn audit(
         .await
         .context("opening the lake")?;
     let now = now.unwrap_or_else(chrono::Utc::now);
-    let report =
+    let mut report =
         retention::audit::audit(&store, lake::Layout::new(config.retention()), now).await?;
+    if let Some(s3) = &config.lake.s3 {
+        // S3's lifecycle rules must back the sweeper up.
+        let bucket = lake::store::S3Store::connect(s3).await?;
+        let actual = retention::lifecycle::read(bucket.client(), &s3.bucket).await?;
+        let wanted = retention::lifecycle::rules(config.retention());
+        report.violations.extend(
+            retention::lifecycle::missing(&wanted, &actual)
+                .into_iter()
+                .map(|detail| retention::audit::Violation::Backstop { detail }),
+        );
+    }
     match format {
         ReportFormat::Text => println!("{report}"),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(report.passed())
+}
+
+async fn lifecycle(config: Config, print: bool, apply: bool, format: RulesFormat) -> Result<()> {
+    let rules = retention::lifecycle::rules(config.retention());
+    if print {
+        let out = match format {
+            RulesFormat::Json => serde_json::to_value(&rules)?,
+            RulesFormat::Terraform => retention::lifecycle::terraform(&rules),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    debug_assert!(apply);
+    let s3 = config
+        .lake
+        .s3
+        .as_ref()
+        .context("lifecycle rules need an S3 lake: set [lake.s3] in the config")?;
+    let store = lake::store::S3Store::connect(s3).await?;
+    retention::lifecycle::apply(store.client(), &s3.bucket, &rules).await?;
+    let actual = retention::lifecycle::read(store.client(), &s3.bucket).await?;
+    let missing = retention::lifecycle::missing(&rules, &actual);
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the bucket reports different rules after applying them:\n{}",
+            missing.join("\n")
+        );
+    }
+    println!(
+        "applied {} lifecycle rules to s3://{} and read them back",
+        rules.len(),
+        s3.bucket
+    );
+    Ok(())
 }

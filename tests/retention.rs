@@ -5,22 +5,16 @@
 
 mod common;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use chrono::{DateTime, Utc};
 use common::*;
 
 fn imgpipe(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_imgpipe"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", dir.to_str().unwrap()]);
+    let (ok, out, _) = cli(&all);
+    (ok, out)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -89,3 +89,36 @@ async fn pipeline_runs_on_s3() {
     );
     assert!(!dir.path().join("raw").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_rules_are_applied_read_back_and_audited() {
+    let Some((_store, s3)) = s3_lake("lc", "").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imgpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake.s3]\nbucket = \"{}\"\nendpoint = \"{}\"\n",
+            s3.bucket,
+            s3.endpoint.unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    // An empty bucket without the backstop rules fails the audit.
+    let (ok, out, err) = cli(&["audit", "--config", cfg]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("lifecycle rule imgpipe-expire-everything"),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&["retention", "lifecycle", "--apply", "--config", cfg]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["audit", "--config", cfg]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("PASS"), "{out}");
+}

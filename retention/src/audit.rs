@@ -17,6 +17,8 @@ pub enum Violation {
     },
     /// Not a lake key: nothing says when it must go.
     NoExpiry { key: String },
+    /// A store whose own rules could let data outlive its expiry.
+    Backstop { detail: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,7 @@ impl fmt::Display for AuditReport {
                     )?;
                 }
                 Violation::NoExpiry { key } => writeln!(f, "VIOLATION no expiry: {key}")?,
+                Violation::Backstop { detail } => writeln!(f, "VIOLATION {detail}")?,
             }
         }
         if self.passed() {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod erase;
+pub mod lifecycle;
 
 use std::{fmt, future::Future, time::Duration};
 

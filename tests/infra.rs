@@ -1,0 +1,45 @@
+//! infra/ declares what the code applies: one source of truth for the
+//! bucket's lifecycle rules.
+#![allow(clippy::unwrap_used)]
+
+#[test]
+fn terraform_lifecycle_rules_match_the_code() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/infra/modules/lake/lifecycle.tf.json"
+    );
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rules = retention::lifecycle::rules(chrono::Duration::days(7));
+    assert_eq!(
+        committed,
+        retention::lifecycle::terraform(&rules),
+        "regenerate: imgpipe retention lifecycle --print --format terraform > infra/modules/lake/lifecycle.tf.json"
+    );
+    // The shape the AWS provider documents: enabled, bucket-wide, a current
+    // expiry within the retention, and the two cleanups.
+    let blocks = committed["resource"]["aws_s3_bucket_lifecycle_configuration"]["lake"]["rule"]
+        .as_array()
+        .unwrap();
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b["status"] == "Enabled" && b["filter"][0]["prefix"] == "")
+    );
+    assert!(blocks.iter().any(|b| b["expiration"][0]["days"] == 7));
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["expiration"][0]["expired_object_delete_marker"] == true)
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 1)
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["noncurrent_version_expiration"][0]["noncurrent_days"] == 1)
+    );
+}
