@@ -244,3 +244,46 @@ async fn erasure_during_processing_is_not_undone() {
         "an erased row came back"
     );
 }
+
+/// Sweeps running all the time, in `imgpipe up` and beside it, never touch
+/// an image inside its retention.
+#[tokio::test(flavor = "multi_thread")]
+async fn sweeping_while_uploading_loses_no_live_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Imgpipe::start(dir.path(), &[("IMGPIPE_RETENTION__SWEEP_INTERVAL", "1s")]);
+    let client = client();
+    let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sweeper = {
+        let (dir, sweeping) = (dir.path().to_owned(), sweeping.clone());
+        std::thread::spawn(move || {
+            let mut passes = 0;
+            while sweeping.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, out) = imgpipe(&dir, &["sweep", "--once"]);
+                assert!(ok && out.contains("purged 0"), "{out}");
+                passes += 1;
+            }
+            passes
+        })
+    };
+    let mut ids = Vec::new();
+    for img in corpus().iter().take(16) {
+        let (status, body) = upload(&client, &app, std::fs::read(&img.path).unwrap()).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let v = wait_final(&client, &app, id, Duration::from_secs(120)).await;
+        assert_eq!(v["status"], "processed", "{v}");
+    }
+    sweeping.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(sweeper.join().unwrap() > 0);
+    app.stop();
+    let rows = parquet_rows(dir.path());
+    for id in &ids {
+        assert_eq!(
+            rows.iter().filter(|r| r.id.to_string() == *id).count(),
+            1,
+            "{id}"
+        );
+    }
+}

@@ -122,3 +122,61 @@ async fn lifecycle_rules_are_applied_read_back_and_audited() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("PASS"), "{out}");
 }
+
+/// The retention promise on S3: with the clock moved past 7 days the audit
+/// fails, the sweep removes every version of every expired object, and the
+/// audit passes again.
+#[tokio::test(flavor = "multi_thread")]
+async fn seven_days_after_arrival_nothing_is_left_on_s3() {
+    let Some((store, s3)) = s3_lake("ret", "lake/").await else {
+        return;
+    };
+    store.enable_versioning().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("imgpipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake.s3]\nbucket = \"{}\"\nprefix = \"lake/\"\nendpoint = \"{}\"\n",
+            s3.bucket,
+            s3.endpoint.clone().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let (ok, out, err) = cli(&["retention", "lifecycle", "--apply", "--config", cfg]);
+    assert!(ok, "{out}{err}");
+
+    let app = Imgpipe::start_with_args(dir.path(), &[], &["--config", cfg]);
+    let client = client();
+    let mut newest = None;
+    for name in ["mate_Storm.jpg", "skimage_camera.png"] {
+        let (status, body) = upload(
+            &client,
+            &app,
+            std::fs::read(corpus_dir().join(name)).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        wait_final(&client, &app, &id, Duration::from_secs(60)).await;
+        newest = Some(id.parse::<lake::ImageId>().unwrap());
+    }
+    app.stop();
+    assert!(store.list_versions("").await.unwrap().len() >= 7);
+
+    let received = newest.unwrap().received_at();
+    let at = |d: chrono::Duration| (received + d).to_rfc3339();
+    let almost = at(chrono::Duration::days(7) - chrono::Duration::hours(1));
+    let past = at(chrono::Duration::days(7) + chrono::Duration::minutes(1));
+    let (ok, out, err) = cli(&["audit", "--config", cfg, "--now", &almost]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["audit", "--config", cfg, "--now", &past]);
+    assert!(!ok && out.contains("VIOLATION expired"), "{out}{err}");
+    let (ok, out, err) = cli(&["sweep", "--config", cfg, "--now", &past]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["audit", "--config", cfg, "--now", &past]);
+    assert!(ok, "{out}{err}");
+    let left = store.list_versions("").await.unwrap();
+    assert!(left.is_empty(), "left on S3 after the sweep: {left:?}");
+}
