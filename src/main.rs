@@ -199,7 +199,14 @@ async fn up(config: Config) -> Result<()> {
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
     let state = ingest_api::AppState::new(&config, store.clone(), clock, events_tx, inflight);
-    let serving = tokio::spawn(ingest_api::run(listener, state, stopped(&stop_rx)));
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let app = ingest_api::router(state).route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
+    let serving = tokio::spawn(ingest_api::run(listener, app, stopped(&stop_rx)));
     println!("imgpipe up: listening on http://{addr}");
     println!("imgpipe up: lake at {}", store.location());
     println!("imgpipe up: try  curl --data-binary @photo.jpg http://{addr}/v1/images");
@@ -228,10 +235,28 @@ async fn sweep(
         Some(at) => Arc::new(lake::FixedClock::new(at)),
         None => Arc::new(SystemClock),
     };
-    let sweeper = retention::Sweeper::new(store, clock, config.retention());
+    let mut sweeper = retention::Sweeper::new(store, clock, config.retention());
     if once || now.is_some() {
-        let report = sweeper.sweep_once().await?;
-        println!("{report}");
+        // A spinner for people; logs and the final line for everyone else.
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            .then(indicatif::ProgressBar::new_spinner);
+        if let Some(bar) = bar.clone() {
+            sweeper = sweeper.with_progress(Arc::new(move |r, area| {
+                bar.set_message(format!(
+                    "{} done: scanned {}, purged {} ({} bytes)",
+                    area.prefix(),
+                    r.scanned,
+                    r.purged,
+                    r.bytes_purged
+                ));
+                bar.tick();
+            }));
+        }
+        let report = sweeper.sweep_once().await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        println!("{}", report?);
         return Ok(());
     }
     let (stop_tx, stop_rx) = watch::channel(false);

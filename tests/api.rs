@@ -330,6 +330,33 @@ async fn health_and_public_bind_refusal() {
     let app = Imgpipe::start(dir.path(), &[]);
     let resp = client().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    let png = std::fs::read(corpus_dir().join("skimage_camera.png")).unwrap();
+    let (_, body) = upload(&client(), &app, png).await;
+    wait_final(
+        &client(),
+        &app,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let metrics = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "imgpipe_uploads_total 1",
+        "imgpipe_images_processed_total 1",
+        "imgpipe_lake_oldest_object_age_seconds",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
     drop(app);
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgpipe"))

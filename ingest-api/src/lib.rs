@@ -53,13 +53,14 @@ impl AppState {
     }
 }
 
-/// Serve until `shutdown` resolves, then finish the requests in progress.
+/// Serve `app` (usually [`router`], perhaps with routes added) until
+/// `shutdown` resolves, then finish the requests in progress.
 pub async fn run(
     listener: TcpListener,
-    state: Arc<AppState>,
+    app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

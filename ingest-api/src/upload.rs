@@ -258,6 +258,8 @@ async fn accept(
     };
     // Raw is durable already: if the processor is gone, the next start's
     // reconciliation picks the image up.
+    metrics::counter!("imgpipe_uploads_total").increment(1);
+    metrics::counter!("imgpipe_upload_bytes_total").increment(bytes);
     if state.events.send(event).await.is_err() {
         tracing::warn!(%id, "processor not running; image waits for reconciliation");
     }

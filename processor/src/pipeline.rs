@@ -172,10 +172,15 @@ fn retry_policy(retries: u32) -> ExponentialBuilder {
 async fn process_one(ctx: Arc<Ctx>, ev: ImageReceived, _budget: OwnedSemaphorePermit) {
     let id = ev.id;
     match process(&ctx, ev).await {
-        Ok(Outcome::Processed | Outcome::Quarantined | Outcome::Skipped) => {}
+        Ok(Outcome::Processed) => metrics::counter!("imgpipe_images_processed_total").increment(1),
+        Ok(Outcome::Quarantined) => {
+            metrics::counter!("imgpipe_images_quarantined_total").increment(1)
+        }
+        Ok(Outcome::Skipped) => {}
         Err(e) => {
             // Storage kept failing: the raw object stays, and the next
             // start's reconciliation takes it up again.
+            metrics::counter!("imgpipe_images_unfinished_total").increment(1);
             tracing::error!(%id, error = %e, "image left unfinished after retries");
         }
     }

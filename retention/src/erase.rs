@@ -77,5 +77,6 @@ pub async fn erase(
         rows,
     };
     tracing::info!(%id, objects = report.objects, rows = report.rows, "erased");
+    metrics::counter!("imgpipe_erasures_total").increment(1);
     Ok(Some(report))
 }

@@ -14,11 +14,24 @@ use std::{fmt, future::Future, time::Duration};
 use chrono::{DateTime, Utc};
 use lake::{Layout, SharedClock, SharedStore, StoreError, layout::Area};
 
-#[derive(Debug, Clone)]
+/// Called as each area of a sweep finishes (for progress displays).
+pub type ProgressHook = std::sync::Arc<dyn Fn(&SweepReport, Area) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Sweeper {
     store: SharedStore,
     clock: SharedClock,
     layout: Layout,
+    progress: Option<ProgressHook>,
+}
+
+impl fmt::Debug for Sweeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sweeper")
+            .field("store", &self.store)
+            .field("layout", &self.layout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -27,6 +40,8 @@ pub struct SweepReport {
     pub scanned: u64,
     pub purged: u64,
     pub bytes_purged: u64,
+    /// Receipt time of the oldest image whose data is still kept.
+    pub oldest_kept: Option<DateTime<Utc>>,
     /// Keys that are not lake keys: left alone, and reported.
     pub foreign: Vec<String>,
 }
@@ -57,7 +72,13 @@ impl Sweeper {
             store,
             clock,
             layout: Layout::new(retention),
+            progress: None,
         }
+    }
+
+    pub fn with_progress(mut self, hook: ProgressHook) -> Self {
+        self.progress = Some(hook);
+        self
     }
 
     /// One pass over every area.
@@ -78,13 +99,26 @@ impl Sweeper {
                         report.bytes_purged += version.size;
                         expired.push(version);
                     }
-                    Ok(_) => {}
+                    Ok(expires_at) => {
+                        let received = expires_at - self.layout.retention;
+                        report.oldest_kept =
+                            Some(report.oldest_kept.map_or(received, |o| o.min(received)));
+                    }
                     Err(_) => report.foreign.push(version.key),
                 }
             }
             report.purged += expired.len() as u64;
             self.store.purge(&expired).await?;
+            if let Some(hook) = &self.progress {
+                hook(&report, area);
+            }
         }
+        metrics::counter!("imgpipe_sweep_objects_purged_total").increment(report.purged);
+        metrics::counter!("imgpipe_sweep_bytes_purged_total").increment(report.bytes_purged);
+        let oldest_age = report
+            .oldest_kept
+            .map_or(0.0, |t| (now - t).num_milliseconds() as f64 / 1000.0);
+        metrics::gauge!("imgpipe_lake_oldest_object_age_seconds").set(oldest_age);
         if !report.foreign.is_empty() {
             tracing::warn!(keys = ?report.foreign, "objects that are not lake keys: their expiry is unknown");
         }
