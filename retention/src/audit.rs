@@ -107,5 +107,9 @@ pub async fn audit(
             Err(_) => report.violations.push(Violation::NoExpiry { key: obj.key }),
         }
     }
+    // Partial writes of crashed writers: image bytes with no key at all.
+    for path in store.stale_scratch().await? {
+        report.violations.push(Violation::NoExpiry { key: path });
+    }
     Ok(report)
 }

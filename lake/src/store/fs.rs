@@ -44,22 +44,31 @@ impl FsStore {
         self.root.join(key)
     }
 
-    /// Leftovers of writers killed mid-write hold image bytes too: remove them.
-    fn remove_stale_temps(&self) {
+    /// Leftovers of writers killed mid-write, older than any live write.
+    fn stale_temps(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.root.join(TMP_DIR)) else {
-            return;
+            return Vec::new();
         };
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age > STALE_TMP);
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        entries
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_TMP)
+            })
+            .map(|entry| entry.path())
+            .collect()
+    }
+
+    /// They hold image bytes too: remove them.
+    fn remove_stale_temps(&self) -> usize {
+        self.stale_temps()
+            .into_iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .count()
     }
 
     fn put_blocking(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
@@ -224,5 +233,19 @@ impl Store for FsStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         blocking("ping", "", move || std::fs::read_dir(root).map(|_| ())).await
+    }
+
+    async fn stale_scratch(&self) -> Result<Vec<String>, StoreError> {
+        let this = self.clone();
+        let paths = blocking("stale_scratch", TMP_DIR, move || Ok(this.stale_temps())).await?;
+        Ok(paths.iter().map(|p| p.display().to_string()).collect())
+    }
+
+    async fn remove_stale_scratch(&self) -> Result<usize, StoreError> {
+        let this = self.clone();
+        blocking("remove_stale_scratch", TMP_DIR, move || {
+            Ok(this.remove_stale_temps())
+        })
+        .await
     }
 }

@@ -126,6 +126,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// Does the store answer?
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Partial writes a crashed writer left outside the key space (the
+    /// filesystem's `.tmp/`), older than any live write can be. They hold
+    /// image bytes, so the sweeper removes them and the audit reports them.
+    async fn stale_scratch(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn remove_stale_scratch(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Keys are relative, `/`-separated, with no empty, `.` or `..` segments.
