@@ -116,6 +116,76 @@ pub struct ProcessorConfig {
     pub flush_interval: Duration,
     /// Attempts for a storage failure before the image is given up for now.
     pub retries: u32,
+    /// The customer's processing script; unset means none runs.
+    pub script: Option<ScriptConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScriptMode {
+    /// One process per image.
+    PerImage,
+    /// Long-lived workers answering one JSON line per request line.
+    Stream,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// Program and arguments, e.g. `["python3", "scripts/example.py"]`.
+    pub command: Vec<String>,
+    #[serde(default = "default_mode")]
+    pub mode: ScriptMode,
+    /// Per image; past it the script's whole process group is killed.
+    #[serde(default = "default_script_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Cap on what the script prints for one image (its JSON answer).
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: u64,
+    /// Cap on the files one run may leave in its output dir, in total.
+    #[serde(default = "default_max_files")]
+    pub max_files_bytes: u64,
+    /// Scripts running at once; 0 means one per core.
+    #[serde(default)]
+    pub concurrency: usize,
+    /// Names of environment variables the script may see (values are ours);
+    /// nothing else is inherited, so our secrets never reach it.
+    #[serde(default = "default_env")]
+    pub env: Vec<String>,
+    /// Extra attempts after a crash, timeout or bad answer.
+    #[serde(default = "default_script_retries")]
+    pub retries: u32,
+    /// Address-space limit (RLIMIT_AS) for the script's processes.
+    #[serde(default = "default_script_memory")]
+    pub max_memory_bytes: u64,
+    /// CPU-time limit (RLIMIT_CPU) for one script process, in seconds.
+    #[serde(default = "default_script_cpu")]
+    pub max_cpu_seconds: u64,
+}
+
+fn default_mode() -> ScriptMode {
+    ScriptMode::PerImage
+}
+fn default_script_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_output() -> u64 {
+    1024 * 1024
+}
+fn default_max_files() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_env() -> Vec<String> {
+    vec!["PATH".into(), "LANG".into(), "LC_ALL".into(), "TZ".into()]
+}
+fn default_script_retries() -> u32 {
+    1
+}
+fn default_script_memory() -> u64 {
+    4 * 1024 * 1024 * 1024
+}
+fn default_script_cpu() -> u64 {
+    600
 }
 
 impl Default for ProcessorConfig {
@@ -129,6 +199,7 @@ impl Default for ProcessorConfig {
             workers: 0,
             flush_interval: Duration::from_secs(60),
             retries: 5,
+            script: None,
         }
     }
 }
@@ -260,6 +331,16 @@ impl Config {
         if p.flush_interval.is_zero() || p.flush_interval > Duration::from_secs(60) {
             return bad("processor.flush_interval must be between 1s and 60s (it bounds how late rows are purged)".into());
         }
+        if let Some(script) = &p.script {
+            if script.command.is_empty() || script.command[0].is_empty() {
+                return bad("processor.script.command must name a program".into());
+            }
+            if script.timeout.is_zero() || script.max_output_bytes == 0 {
+                return bad(
+                    "processor.script.timeout and max_output_bytes must be positive".into(),
+                );
+            }
+        }
         if let Some(s3) = &self.lake.s3 {
             if s3.bucket.is_empty() {
                 return bad("lake.s3.bucket must not be empty".into());
@@ -287,6 +368,13 @@ impl Config {
 
     pub fn retention(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.retention.period).unwrap_or(chrono::Duration::days(7))
+    }
+
+    pub fn script_slots(&self) -> usize {
+        match self.processor.script.as_ref().map_or(0, |s| s.concurrency) {
+            0 => self.worker_threads(),
+            n => n,
+        }
     }
 
     pub fn worker_threads(&self) -> usize {

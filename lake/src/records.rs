@@ -27,6 +27,9 @@ pub enum QuarantineReason {
     Corrupt,
     DecodeFailed,
     MissingRaw,
+    ScriptFailed,
+    ScriptTimeout,
+    ScriptBadOutput,
 }
 
 impl QuarantineReason {
@@ -38,6 +41,9 @@ impl QuarantineReason {
             Self::Corrupt => "corrupt",
             Self::DecodeFailed => "decode_failed",
             Self::MissingRaw => "missing_raw",
+            Self::ScriptFailed => "script_failed",
+            Self::ScriptTimeout => "script_timeout",
+            Self::ScriptBadOutput => "script_bad_output",
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct MetadataRow {
     pub script: Option<String>,
     pub processing_ms: u64,
     pub status: String,
+    /// Which script produced `script`: a hash of its command and files.
+    #[serde(default)]
+    pub script_version: Option<String>,
 }
 
 fn ts_type() -> DataType {
@@ -93,6 +96,8 @@ pub fn arrow_schema() -> SchemaRef {
         f("script", Utf8, true),
         f("processing_ms", Int64, false),
         f("status", Utf8, false),
+        // Added after the first release: files written before lack it.
+        f("script_version", Utf8, true),
     ]))
 }
 
@@ -160,6 +165,7 @@ pub fn to_record_batch(rows: &[MetadataRow]) -> Result<RecordBatch, ArrowError> 
             rows.iter().map(|r| sat_i64(r.processing_ms)),
         )),
         strings(rows.iter().map(|r| r.status.as_str())),
+        opt_strings(rows.iter().map(|r| r.script_version.as_deref())),
     ];
     RecordBatch::try_new(arrow_schema(), columns)
 }
@@ -205,6 +211,8 @@ pub fn read_rows(file: Bytes) -> Result<Vec<MetadataRow>, SchemaError> {
         let (make, model, taken) = (s("exif_make")?, s("exif_model")?, s("exif_taken_at")?);
         let (thumb_key, raw_key, script, status) =
             (s("thumb_key")?, s("raw_key")?, s("script")?, s("status")?);
+        // Additive columns: absent in older files.
+        let script_version = string_col(&b, "script_version").ok();
         let received = col::<TimestampMillisecondArray>(&b, "received_at")?;
         let expires = col::<TimestampMillisecondArray>(&b, "expires_at")?;
         let width = col::<Int32Array>(&b, "width")?;
@@ -246,6 +254,7 @@ pub fn read_rows(file: Bytes) -> Result<Vec<MetadataRow>, SchemaError> {
                 script: opt(script, i),
                 processing_ms: u64::try_from(ms.value(i)).unwrap_or(0),
                 status: status.value(i).to_owned(),
+                script_version: script_version.and_then(|c| opt(c, i)),
             });
         }
     }
@@ -311,6 +320,7 @@ pub(crate) mod tests {
             script: None,
             processing_ms: 42,
             status: "processed".into(),
+            script_version: Some("v1".into()),
         }
     }
 

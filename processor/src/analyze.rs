@@ -30,6 +30,8 @@ pub struct Analysis {
     pub phash: String,
     pub exif: exif::ExifInfo,
     pub thumbnail_jpeg: Vec<u8>,
+    /// The oriented thumbnail as binary PPM (P6), for customer scripts.
+    pub preview_ppm: Vec<u8>,
 }
 
 pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, ProcessError> {
@@ -101,6 +103,7 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
     // Orient the small image, not the big one.
     thumb.apply_orientation(orientation);
     let phash = perceptual_hash(&thumb);
+    let preview_ppm = ppm(&thumb.to_rgb8());
     let mut thumbnail_jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut thumbnail_jpeg, 85)
         .encode_image(&thumb)
@@ -119,6 +122,7 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
         phash,
         exif,
         thumbnail_jpeg,
+        preview_ppm,
     })
 }
 
@@ -174,6 +178,12 @@ fn thumbnail(image: DynamicImage, max_side: u32) -> Result<RgbImage, ProcessErro
             "resize produced a short buffer",
         )
     })
+}
+
+fn ppm(rgb: &RgbImage) -> Vec<u8> {
+    let mut out = format!("P6\n{} {}\n255\n", rgb.width(), rgb.height()).into_bytes();
+    out.extend_from_slice(rgb.as_raw());
+    out
 }
 
 /// 64-bit DCT mean hash (pHash), hex.

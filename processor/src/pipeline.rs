@@ -22,6 +22,7 @@ use crate::{
     ProcessError,
     analyze::{Analysis, AnalyzeLimits, analyze},
     reconcile,
+    script::{ScriptInput, ScriptOutcome, ScriptRunner},
     sink::MetadataSink,
 };
 
@@ -34,6 +35,7 @@ struct Ctx {
     pool: rayon::ThreadPool,
     inflight: InFlight,
     sink: MetadataSink,
+    script: Option<ScriptRunner>,
     retries: u32,
 }
 
@@ -73,6 +75,10 @@ impl Processor {
                 pool,
                 inflight,
                 sink,
+                script: p
+                    .script
+                    .as_ref()
+                    .map(|s| ScriptRunner::new(s, cfg.script_slots())),
                 retries: p.retries,
             }),
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
@@ -225,7 +231,17 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
             Ok(Outcome::Quarantined)
         }
         Ok(a) => {
-            write_outputs(ctx, &ev, a, bytes.len(), started).await?;
+            let script = match &ctx.script {
+                None => None,
+                Some(runner) => match runner.run(&script_input(&ev, &bytes, &a)).await {
+                    Ok(outcome) => Some((runner.version().to_owned(), outcome)),
+                    Err(problem) => {
+                        quarantine(ctx, &ev, problem).await?;
+                        return Ok(Outcome::Quarantined);
+                    }
+                },
+            };
+            write_outputs(ctx, &ev, a, bytes.len(), started, script).await?;
             Ok(Outcome::Processed)
         }
     }
@@ -254,12 +270,39 @@ async fn on_pool(
     })
 }
 
+/// What the customer's script sees: the image, a preview it can read
+/// without an image library, and what we extracted (no GPS coordinates).
+fn script_input<'a>(ev: &ImageReceived, bytes: &'a [u8], a: &'a Analysis) -> ScriptInput<'a> {
+    ScriptInput {
+        id: ev.id,
+        image: bytes,
+        extension: a.format.name(),
+        preview_ppm: &a.preview_ppm,
+        metadata: serde_json::json!({
+            "format": a.format.name(),
+            "content_type": a.format.mime(),
+            "width": a.width,
+            "height": a.height,
+            "bytes": bytes.len(),
+            "sha256": a.sha256,
+            "phash": a.phash,
+            "orientation": a.exif.orientation,
+            "exif_make": a.exif.make,
+            "exif_model": a.exif.model,
+            "exif_taken_at": a.exif.taken_at,
+            "has_gps": a.exif.gps.is_some(),
+            "source": ev.source,
+        }),
+    }
+}
+
 async fn write_outputs(
     ctx: &Ctx,
     ev: &ImageReceived,
     a: Analysis,
     size: usize,
     started: Instant,
+    script: Option<(String, ScriptOutcome)>,
 ) -> Result<(), StoreError> {
     let store = &ctx.store;
     let policy = retry_policy(ctx.retries);
@@ -271,6 +314,23 @@ async fn write_outputs(
     (|| store.put(&thumb_key, thumb.clone(), &opts))
         .retry(policy)
         .await?;
+    let (script_version, script) = script.unzip();
+    let mut script_keys = Vec::new();
+    let script_fields = script.map(|outcome| {
+        for (name, body) in outcome.files {
+            script_keys.push((layout::script_key(id, &name), body));
+        }
+        serde_json::Value::Object(outcome.fields).to_string()
+    });
+    let file_opts = PutOptions {
+        content_type: None,
+        ..opts.clone()
+    };
+    for (key, body) in &script_keys {
+        (|| store.put(key, body.clone(), &file_opts))
+            .retry(policy)
+            .await?;
+    }
 
     let row = MetadataRow {
         id,
@@ -294,14 +354,19 @@ async fn write_outputs(
         gps_lon: a.exif.gps.map(|g| g.1),
         thumb_key: thumb_key.clone(),
         raw_key: ev.raw_key.clone(),
-        script: None,
+        script: script_fields,
         processing_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         status: "processed".into(),
+        script_version,
     };
     let manifest_key = layout::manifest_key(id);
     let manifest = Manifest {
         id,
-        keys: vec![ev.raw_key.clone(), thumb_key, manifest_key.clone()],
+        keys: [ev.raw_key.clone(), thumb_key]
+            .into_iter()
+            .chain(script_keys.into_iter().map(|(k, _)| k))
+            .chain([manifest_key.clone()])
+            .collect(),
         row: row.clone(),
     };
     let body = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());

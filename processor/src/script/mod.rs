@@ -1,0 +1,354 @@
+//! The customer's processing script, run on every image.
+//!
+//! Both modes get the same request, as JSON: on stdin (per-image mode, with
+//! the image path and output dir also as the last two arguments) or as one
+//! line (stream mode):
+//!
+//! ```json
+//! {"id": "…", "path": "/tmp/…/input/image.jpg", "preview_path": "/tmp/…/input/preview.ppm",
+//!  "out_dir": "/tmp/…/out", "metadata": {"format": "jpeg", "width": 1920, …}}
+//! ```
+//!
+//! `preview_path` is the oriented thumbnail as binary PPM (P6), readable in
+//! any language without an image library. Per-image mode prints one JSON
+//! object (the fields); stream mode answers one line,
+//! `{"id": …, "ok": true, "fields": {…}}` or `{"id": …, "ok": false, "error": "…"}`.
+//! Files left in `out_dir` are stored under `derived/…/<id>/script/`.
+
+pub mod process;
+pub mod stream;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use lake::{
+    ImageId,
+    config::{ScriptConfig, ScriptMode},
+    records::QuarantineReason,
+};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::ProcessError;
+use process::{RunError, Spec};
+use stream::{Pool, StreamError};
+
+/// What one successful run produced.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptOutcome {
+    pub fields: Map<String, Value>,
+    /// Files from the output dir: path relative to it, bytes.
+    pub files: Vec<(String, Bytes)>,
+}
+
+/// The inputs of one run.
+#[derive(Debug)]
+pub struct ScriptInput<'a> {
+    pub id: ImageId,
+    pub image: &'a [u8],
+    pub extension: &'a str,
+    pub preview_ppm: &'a [u8],
+    pub metadata: Value,
+}
+
+#[derive(Debug)]
+pub struct ScriptRunner {
+    cfg: ScriptConfig,
+    spec: Spec,
+    version: String,
+    stream: Option<Pool>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl ScriptRunner {
+    pub fn new(cfg: &ScriptConfig, slots: usize) -> Self {
+        let env = cfg
+            .env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+            .collect();
+        // Scripts run in a private directory: pin arguments that name files
+        // here (the script itself) to absolute paths.
+        let command: Vec<String> = cfg
+            .command
+            .iter()
+            .map(|arg| match Path::new(arg).canonicalize() {
+                Ok(abs) if Path::new(arg).is_file() && arg.contains('/') => {
+                    abs.display().to_string()
+                }
+                _ => arg.clone(),
+            })
+            .collect();
+        let spec = Spec {
+            program: command[0].clone(),
+            args: command[1..].to_vec(),
+            env,
+            cwd: std::env::temp_dir(),
+            max_memory_bytes: cfg.max_memory_bytes,
+            max_cpu_seconds: cfg.max_cpu_seconds,
+        };
+        Self {
+            version: script_version(&cfg.command),
+            stream: (cfg.mode == ScriptMode::Stream).then(|| Pool::new(spec.clone(), slots)),
+            slots: tokio::sync::Semaphore::new(slots.max(1)),
+            spec,
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// A hash of the command and of every argument that names a file
+    /// (the script itself), so a changed script is a new version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Run the script, retrying crashes, timeouts and bad answers; what
+    /// still fails is a quarantine reason.
+    pub async fn run(&self, input: &ScriptInput<'_>) -> Result<ScriptOutcome, ProcessError> {
+        let mut attempt = 0;
+        loop {
+            match self.run_once(input).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if attempt < self.cfg.retries => {
+                    tracing::info!(id = %input.id, attempt, error = %e, "script failed; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn run_once(&self, input: &ScriptInput<'_>) -> Result<ScriptOutcome, ProcessError> {
+        let io_error = |what: &str, e: std::io::Error| {
+            ProcessError::new(
+                QuarantineReason::ScriptFailed,
+                format!("preparing the script's {what}: {e}"),
+            )
+        };
+        // A private directory per run, removed when it drops.
+        let dir = tempfile::Builder::new()
+            .prefix("imgpipe-script-")
+            .tempdir()
+            .map_err(|e| io_error("directory", e))?;
+        let input_dir = dir.path().join("input");
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir_all(&input_dir).map_err(|e| io_error("input dir", e))?;
+        std::fs::create_dir_all(&out_dir).map_err(|e| io_error("output dir", e))?;
+        let image_path = input_dir.join(format!("image.{}", input.extension));
+        let preview_path = input_dir.join("preview.ppm");
+        std::fs::write(&image_path, input.image).map_err(|e| io_error("input image", e))?;
+        std::fs::write(&preview_path, input.preview_ppm).map_err(|e| io_error("preview", e))?;
+        let request = json!({
+            "id": input.id,
+            "path": image_path,
+            "preview_path": preview_path,
+            "out_dir": out_dir,
+            "metadata": input.metadata,
+        });
+        let request = serde_json::to_vec(&request).unwrap_or_default();
+        let timeout = self.cfg.timeout;
+        let fields = match &self.stream {
+            None => {
+                let _slot = self.slots.acquire().await.map_err(|_| closed())?;
+                let mut spec = self.spec.clone();
+                spec.args.push(image_path.display().to_string());
+                spec.args.push(out_dir.display().to_string());
+                spec.cwd = dir.path().to_owned();
+                let out = process::run_once(&spec, request, timeout, self.cfg.max_output_bytes)
+                    .await
+                    .map_err(run_error)?;
+                if !out.status.success() {
+                    return Err(ProcessError::new(
+                        QuarantineReason::ScriptFailed,
+                        format!(
+                            "script exited with {}; stderr: {}",
+                            out.status, out.stderr_tail
+                        ),
+                    ));
+                }
+                parse_fields(&out.stdout).map_err(|why| bad_output(why, &out.stderr_tail))?
+            }
+            Some(pool) => {
+                let id = input.id.to_string();
+                let line = pool
+                    .ask(&request, timeout, self.cfg.max_output_bytes, |line| {
+                        parse_answer(line, &id).is_ok()
+                    })
+                    .await
+                    .map_err(stream_error)?;
+                match parse_answer(&line, &id) {
+                    Ok(Ok(fields)) => fields,
+                    Ok(Err(error)) => {
+                        return Err(ProcessError::new(
+                            QuarantineReason::ScriptFailed,
+                            format!("script reported: {error}"),
+                        ));
+                    }
+                    Err(why) => return Err(bad_output(why, "")),
+                }
+            }
+        };
+        let files = collect_outputs(&out_dir, self.cfg.max_files_bytes)?;
+        Ok(ScriptOutcome { fields, files })
+    }
+}
+
+fn closed() -> ProcessError {
+    ProcessError::new(
+        QuarantineReason::ScriptFailed,
+        "the script runner is shutting down",
+    )
+}
+
+fn bad_output(why: impl std::fmt::Display, stderr_tail: &str) -> ProcessError {
+    let mut detail = why.to_string();
+    if !stderr_tail.is_empty() {
+        detail.push_str(&format!("; stderr: {stderr_tail}"));
+    }
+    ProcessError::new(QuarantineReason::ScriptBadOutput, detail)
+}
+
+fn run_error(e: RunError) -> ProcessError {
+    match &e {
+        RunError::Spawn { .. } => ProcessError::new(QuarantineReason::ScriptFailed, e.to_string()),
+        RunError::Timeout { stderr_tail, .. } => ProcessError::new(
+            QuarantineReason::ScriptTimeout,
+            format!("script gave {e}; stderr: {stderr_tail}"),
+        ),
+        RunError::TooMuchOutput { stderr_tail, .. } => {
+            bad_output(format!("script {e}"), stderr_tail)
+        }
+    }
+}
+
+fn stream_error(e: StreamError) -> ProcessError {
+    match &e {
+        StreamError::Spawn(_) => ProcessError::new(QuarantineReason::ScriptFailed, e.to_string()),
+        StreamError::Timeout { stderr_tail, .. } => ProcessError::new(
+            QuarantineReason::ScriptTimeout,
+            format!("worker gave {e}; stderr: {stderr_tail}"),
+        ),
+        StreamError::Died { stderr_tail } => ProcessError::new(
+            QuarantineReason::ScriptFailed,
+            format!("{e}; stderr: {stderr_tail}"),
+        ),
+        StreamError::TooLong { stderr_tail, .. } | StreamError::Garbage { stderr_tail } => {
+            bad_output(format!("worker {e}"), stderr_tail)
+        }
+    }
+}
+
+/// Per-image mode: stdout must be exactly one JSON object.
+fn parse_fields(stdout: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(stdout) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(other) => Err(format!(
+            "script printed JSON that is not an object: {}",
+            kind(&other)
+        )),
+        Err(e) => Err(format!("script did not print one JSON object: {e}")),
+    }
+}
+
+/// Stream mode: `Ok(Ok(fields))`, `Ok(Err(script's own error))`, or why
+/// the line is not an answer to request `id`.
+fn parse_answer(line: &[u8], id: &str) -> Result<Result<Map<String, Value>, String>, String> {
+    let Value::Object(mut answer) =
+        serde_json::from_slice::<Value>(line).map_err(|e| format!("answer is not JSON: {e}"))?
+    else {
+        return Err("answer is not a JSON object".into());
+    };
+    if answer.get("id").and_then(Value::as_str) != Some(id) {
+        return Err(format!(
+            "answer is for {:?}, not for {id}",
+            answer.get("id")
+        ));
+    }
+    match answer.get("ok").and_then(Value::as_bool) {
+        Some(true) => match answer.remove("fields") {
+            Some(Value::Object(fields)) => Ok(Ok(fields)),
+            None => Ok(Ok(Map::new())),
+            Some(other) => Err(format!("fields is {}, not an object", kind(&other))),
+        },
+        Some(false) => Ok(Err(answer
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no error message")
+            .chars()
+            .take(2000)
+            .collect())),
+        None => Err("answer has no boolean \"ok\"".into()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Regular files under `out_dir` (symlinks are skipped: they could point
+/// anywhere), names that are safe key segments, within the size cap.
+fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<Vec<(String, Bytes)>, ProcessError> {
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    let mut stack = vec![out_dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| bad_output(format!("reading the output dir: {e}"), ""))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(out_dir)
+                .ok()
+                .and_then(|p| p.to_str())
+                .map(str::to_owned)
+                .ok_or_else(|| bad_output("an output file name is not UTF-8", ""))?;
+            if lake::store::validate_key(&format!("script/{rel}")).is_err() {
+                return Err(bad_output(
+                    format!("output file name {rel:?} is not allowed"),
+                    "",
+                ));
+            }
+            total += meta.len();
+            if total > max_bytes {
+                return Err(bad_output(
+                    format!("output files exceed {max_bytes} bytes"),
+                    "",
+                ));
+            }
+            let bytes =
+                std::fs::read(&path).map_err(|e| bad_output(format!("reading {rel}: {e}"), ""))?;
+            files.push((rel, Bytes::from(bytes)));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn script_version(command: &[String]) -> String {
+    let mut hash = Sha256::new();
+    for arg in command {
+        hash.update(arg.as_bytes());
+        hash.update([0]);
+        if let Ok(contents) = std::fs::read(arg) {
+            hash.update(&contents);
+        }
+    }
+    hex::encode(&hash.finalize()[..8])
+}

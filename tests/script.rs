@@ -1,0 +1,387 @@
+//! The customer's script, end to end through `imgpipe up`: the example in
+//! both modes over the whole corpus, and every way a script can misbehave.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+/// Start `imgpipe up` with `[processor.script]` = `script_toml`, upload
+/// `images`, and return each image's final status.
+async fn run_images(dir: &Path, script_toml: &str, images: &[Vec<u8>]) -> Vec<Value> {
+    let config = dir.join("imgpipe.toml");
+    std::fs::write(&config, format!("[processor.script]\n{script_toml}\n")).unwrap();
+    let data = dir.join("lake");
+    let app = Imgpipe::start_with_args(&data, &[], &["--config", config.to_str().unwrap()]);
+    let client = client();
+    let mut ids = Vec::new();
+    for bytes in images {
+        let (status, body) = upload(&client, &app, bytes.clone()).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let mut out = Vec::new();
+    for id in &ids {
+        out.push(wait_final(&client, &app, id, Duration::from_secs(300)).await);
+    }
+    app.stop();
+    out
+}
+
+fn python_script(dir: &Path, name: &str, source: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, source).unwrap();
+    format!("[\"python3\", \"{}\"]", path.display())
+}
+
+fn corpus_bytes() -> Vec<Vec<u8>> {
+    corpus()
+        .iter()
+        .map(|c| std::fs::read(&c.path).unwrap())
+        .collect()
+}
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/example.py")
+        .display()
+        .to_string()
+}
+
+async fn example_fields_for_every_corpus_image(mode: &str, command: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}\nmode = \"{mode}\""),
+        &corpus_bytes(),
+    )
+    .await;
+    for (img, v) in corpus().iter().zip(&statuses) {
+        assert_eq!(v["status"], "processed", "{}: {v}", img.file);
+        let fields = &v["metadata"]["script"];
+        for key in [
+            "brightness",
+            "contrast",
+            "sharpness",
+            "colourfulness",
+            "dominant_colours",
+        ] {
+            assert!(
+                !fields[key].is_null(),
+                "{}: {key} missing in {fields}",
+                img.file
+            );
+        }
+        let b = fields["brightness"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&b), "{}: brightness {b}", img.file);
+    }
+    // The greyscale photo has no colour; the colourful ones do.
+    let grey = corpus()
+        .iter()
+        .position(|c| c.file == "skimage_camera.png")
+        .unwrap();
+    assert!(
+        statuses[grey]["metadata"]["script"]["colourfulness"]
+            .as_f64()
+            .unwrap()
+            < 1.0
+    );
+    // Rows carry the fields and the script version; output files are stored.
+    let rows = parquet_rows(&dir.path().join("lake"));
+    assert_eq!(rows.len(), statuses.len());
+    for row in &rows {
+        let fields: Value = serde_json::from_str(row.script.as_deref().unwrap()).unwrap();
+        assert!(fields["sharpness"].is_number());
+        assert_eq!(row.script_version.as_deref().map(str::len), Some(16));
+        let histogram = dir
+            .path()
+            .join("lake")
+            .join(lake::layout::script_key(row.id, "histogram.json"));
+        assert!(histogram.is_file(), "{}", histogram.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_script_per_image_mode() {
+    example_fields_for_every_corpus_image("per-image", format!("[\"python3\", \"{}\"]", example()))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_script_stream_mode() {
+    example_fields_for_every_corpus_image(
+        "stream",
+        format!("[\"python3\", \"{}\", \"--stream\"]", example()),
+    )
+    .await;
+}
+
+fn small_images() -> Vec<Vec<u8>> {
+    [
+        "skimage_camera.png",
+        "mate_FreshFlower.jpg",
+        "webp_mate_GreenMeadow.webp",
+    ]
+    .iter()
+    .map(|n| std::fs::read(corpus_dir().join(n)).unwrap())
+    .collect()
+}
+
+async fn all_quarantined(source: &str, extra: &str, reason: &str, mention: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let command = python_script(dir.path(), "bad.py", source);
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}\n{extra}"),
+        &small_images(),
+    )
+    .await;
+    for v in statuses {
+        assert_eq!(v["status"], "quarantined", "{v}");
+        let why = v["reason"].as_str().unwrap();
+        assert!(
+            why.starts_with(reason) && why.contains(mention),
+            "want {reason} mentioning {mention:?}: {why}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_that_fails_is_quarantined_with_its_stderr() {
+    all_quarantined(
+        "import sys\nsys.stderr.write('boom: cannot handle this\\n')\nsys.exit(3)\n",
+        "retries = 0",
+        "script_failed",
+        "boom: cannot handle this",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_that_hangs_is_killed_at_the_timeout() {
+    all_quarantined(
+        "import time\ntime.sleep(60)\n",
+        "timeout = \"1s\"\nretries = 0",
+        "script_timeout",
+        "1s",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_that_prints_garbage_is_refused() {
+    all_quarantined(
+        "print('this is not json')\n",
+        "retries = 0",
+        "script_bad_output",
+        "JSON",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_that_prints_100_mb_is_stopped() {
+    all_quarantined(
+        "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1_000_000)\n",
+        "retries = 0\nmax_output_bytes = 65536",
+        "script_bad_output",
+        "more than 65536 bytes",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_worker_that_crashes_is_replaced_and_other_images_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dies on PNGs, answers everything else.
+    let command = python_script(
+        dir.path(),
+        "crashy.py",
+        "import json, os, sys\n\
+         for line in sys.stdin:\n\
+         \x20   req = json.loads(line)\n\
+         \x20   if req['metadata']['format'] == 'png':\n\
+         \x20       sys.stderr.write('worker fell over\\n'); sys.stderr.flush(); os._exit(1)\n\
+         \x20   print(json.dumps({'id': req['id'], 'ok': True, 'fields': {'w': req['metadata']['width']}}), flush=True)\n",
+    );
+    let mut images = small_images();
+    images.extend(small_images());
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}\nmode = \"stream\"\nconcurrency = 1"),
+        &images,
+    )
+    .await;
+    for v in &statuses {
+        let png = v["status"] == "quarantined";
+        if png {
+            let why = v["reason"].as_str().unwrap();
+            assert!(
+                why.starts_with("script_failed") && why.contains("worker fell over"),
+                "{why}"
+            );
+        } else {
+            assert_eq!(v["status"], "processed", "{v}");
+            assert!(v["metadata"]["script"]["w"].is_number());
+        }
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|v| v["status"] == "quarantined")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_worker_that_answers_garbage_or_hangs_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = python_script(
+        dir.path(),
+        "odd.py",
+        "import json, sys, time\n\
+         for line in sys.stdin:\n\
+         \x20   req = json.loads(line)\n\
+         \x20   fmt = req['metadata']['format']\n\
+         \x20   if fmt == 'png': print('garbage', flush=True)\n\
+         \x20   elif fmt == 'webp': time.sleep(60)\n\
+         \x20   else: print(json.dumps({'id': req['id'], 'ok': True, 'fields': {}}), flush=True)\n",
+    );
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}\nmode = \"stream\"\ntimeout = \"1s\"\nretries = 0"),
+        &small_images(),
+    )
+    .await;
+    let reasons: Vec<&str> = statuses
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap_or("processed"))
+        .collect();
+    assert!(reasons[0].starts_with("script_bad_output"), "{reasons:?}");
+    assert_eq!(reasons[1], "processed");
+    assert!(reasons[2].starts_with("script_timeout"), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_a_script_leaves_behind_are_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    // The script starts a child that would sleep for a minute, records its
+    // pid, and answers at once.
+    let command = python_script(
+        dir.path(),
+        "forky.py",
+        &format!(
+            "import json, subprocess, sys, os\n\
+             child = subprocess.Popen(['sleep', '60'])\n\
+             open(os.path.join('{}', str(child.pid)), 'w').close()\n\
+             print(json.dumps({{'child': child.pid}}))\n",
+            pids.display()
+        ),
+    );
+    let statuses = run_images(dir.path(), &format!("command = {command}"), &small_images()).await;
+    for v in &statuses {
+        assert_eq!(v["status"], "processed", "the answer was complete: {v}");
+    }
+    for entry in std::fs::read_dir(&pids).unwrap() {
+        let pid = entry.unwrap().file_name().into_string().unwrap();
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the script's child {pid} outlived it");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripts_run_concurrently_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let command = python_script(
+        dir.path(),
+        "slow.py",
+        &format!(
+            "import json, time\n\
+             with open('{0}', 'a') as f: f.write('start %f\\n' % time.time())\n\
+             time.sleep(0.5)\n\
+             with open('{0}', 'a') as f: f.write('end %f\\n' % time.time())\n\
+             print('{{}}')\n",
+            log.display()
+        ),
+    );
+    let mut images = Vec::new();
+    for _ in 0..3 {
+        images.extend(small_images());
+    }
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}\nconcurrency = 4"),
+        &images,
+    )
+    .await;
+    assert!(statuses.iter().all(|v| v["status"] == "processed"));
+    let mut events: Vec<(f64, i32)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (kind, t) = l.split_once(' ').unwrap();
+            (t.parse().unwrap(), if kind == "start" { 1 } else { -1 })
+        })
+        .collect();
+    events.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (mut running, mut most) = (0, 0);
+    for (_, delta) in events {
+        running += delta;
+        most = most.max(running);
+    }
+    assert!(
+        (3..=4).contains(&most),
+        "at most {most} scripts ran at once; want up to 4"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_script_sees_only_allowed_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = python_script(
+        dir.path(),
+        "env.py",
+        "import json, os\nassert 'do-not-leak' not in os.environ.values()\nprint(json.dumps({'env': sorted(os.environ)}))\n",
+    );
+    let config = dir.path().join("imgpipe.toml");
+    std::fs::write(
+        &config,
+        format!("[processor.script]\ncommand = {command}\n"),
+    )
+    .unwrap();
+    let app = Imgpipe::start_with_args(
+        &dir.path().join("lake"),
+        &[("AWS_SECRET_ACCESS_KEY", "do-not-leak")],
+        &["--config", config.to_str().unwrap()],
+    );
+    let client = client();
+    let (_, body) = upload(&client, &app, small_images().remove(0)).await;
+    let v = wait_final(
+        &client,
+        &app,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let env: Vec<String> = serde_json::from_value(v["metadata"]["script"]["env"].clone()).unwrap();
+    assert!(
+        !env.iter()
+            .any(|k| k.starts_with("AWS") || k.starts_with("IMGPIPE")),
+        "{env:?}"
+    );
+    // Only allow-listed names come from us (a pyenv `python3` shim adds
+    // its own PYENV_* variables); none of our secrets or settings.
+    for ours in ["HOME", "USER", "CARGO_MANIFEST_DIR", "RUST_BACKTRACE"] {
+        assert!(!env.iter().any(|k| k == ours), "{ours} leaked: {env:?}");
+    }
+}
