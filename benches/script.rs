@@ -1,0 +1,79 @@
+//! Customer-script throughput, per-image mode against stream mode, on the
+//! same images in the same run: `cargo bench --bench script`.
+//!
+//! Runs `scripts/example.py` through the processor's own runner (with its
+//! process groups, limits and output collection) on every corpus image's
+//! preview, one script slot per core.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use lake::config::{ScriptConfig, ScriptMode};
+use processor::{
+    analyze::{AnalyzeLimits, analyze},
+    script::{ScriptInput, ScriptRunner},
+};
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let corpus = root.join("../shared/corpus");
+    let mut inputs = Vec::new();
+    let limits = AnalyzeLimits {
+        max_pixels: 100_000_000,
+        max_decode_bytes: 1 << 30,
+        thumbnail_px: 256,
+    };
+    for entry in std::fs::read_dir(&corpus).expect("corpus").flatten() {
+        let bytes = std::fs::read(entry.path()).expect("read");
+        if let Ok(a) = analyze(&bytes, &limits) {
+            inputs.push((bytes, a));
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let example = root.join("scripts/example.py").display().to_string();
+    let mut results = Vec::new();
+    for (mode, extra) in [(ScriptMode::PerImage, None), (ScriptMode::Stream, Some("--stream"))] {
+        let mut command = vec!["python3".to_owned(), example.clone()];
+        command.extend(extra.map(str::to_owned));
+        let cfg = ScriptConfig {
+            command,
+            mode,
+            timeout: std::time::Duration::from_secs(60),
+            max_output_bytes: 1 << 20,
+            max_files_bytes: 64 << 20,
+            concurrency: cores,
+            env: vec!["PATH".into()],
+            retries: 0,
+            max_memory_bytes: 4 << 30,
+            max_cpu_seconds: 600,
+        };
+        let runner = Arc::new(ScriptRunner::new(&cfg, cores));
+        // Warm up (starts the stream workers), then time two passes.
+        let pass = |runner: Arc<ScriptRunner>| {
+            runtime.block_on(async {
+                let tasks = inputs.iter().map(|(bytes, a)| {
+                    let runner = runner.clone();
+                    async move {
+                        let input = ScriptInput {
+                            id: lake::ImageId::new(chrono::Utc::now()),
+                            image: bytes,
+                            extension: a.format.name(),
+                            preview_ppm: &a.preview_ppm,
+                            metadata: serde_json::json!({ "format": a.format.name() }),
+                        };
+                        runner.run(&input).await.expect("example script must succeed");
+                    }
+                });
+                futures::future::join_all(tasks).await;
+            });
+        };
+        pass(runner.clone());
+        let start = Instant::now();
+        pass(runner.clone());
+        pass(runner);
+        let ips = (2 * inputs.len()) as f64 / start.elapsed().as_secs_f64();
+        println!("{mode:?}: {ips:.1} images/s");
+        results.push(ips);
+    }
+    println!("ratio stream/per-image: {:.2}", results[1] / results[0]);
+}
