@@ -32,7 +32,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let example = root.join("scripts/example.py").display().to_string();
     let mut results = Vec::new();
-    for (mode, extra) in [(ScriptMode::PerImage, None), (ScriptMode::Stream, Some("--stream"))] {
+    for (mode, extra) in [
+        (ScriptMode::PerImage, None),
+        (ScriptMode::Stream, Some("--stream")),
+    ] {
         let mut command = vec!["python3".to_owned(), example.clone()];
         command.extend(extra.map(str::to_owned));
         let cfg = ScriptConfig {
@@ -61,7 +64,10 @@ fn main() {
                             preview_ppm: &a.preview_ppm,
                             metadata: serde_json::json!({ "format": a.format.name() }),
                         };
-                        runner.run(&input).await.expect("example script must succeed");
+                        runner
+                            .run(&input)
+                            .await
+                            .expect("example script must succeed");
                     }
                 });
                 futures::future::join_all(tasks).await;

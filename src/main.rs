@@ -110,7 +110,7 @@ fn main() -> Result<()> {
                 if let Some(addr) = listen {
                     config.api.listen = addr;
                 }
-                up(config).await
+                up(config, cli.config).await
             }
             Command::Sweep { once, now } => sweep(config, once, now).await,
             Command::Retention {
@@ -173,7 +173,7 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
-async fn up(config: Config) -> Result<()> {
+async fn up(config: Config, config_file: Option<PathBuf>) -> Result<()> {
     config.check_listen()?;
     let store = lake::store::open(&config.lake)
         .await
@@ -187,6 +187,11 @@ async fn up(config: Config) -> Result<()> {
     let processor =
         processor::Processor::new(&config, store.clone(), clock.clone(), inflight.clone())
             .context("starting the processor pool")?;
+    #[cfg(unix)]
+    tokio::spawn(reload_script_on_hangup(
+        processor.script_slot(),
+        config_file,
+    ));
     let requeue = events_tx.clone();
     let processing = tokio::spawn(processor.run(events_rx, requeue, stopped(&stop_rx)));
 
@@ -328,4 +333,25 @@ async fn lifecycle(config: Config, print: bool, apply: bool, format: RulesFormat
         s3.bucket
     );
     Ok(())
+}
+
+/// SIGHUP: read the config again and use its `[processor.script]` for
+/// images that start from now on; images in flight finish with the old one.
+#[cfg(unix)]
+async fn reload_script_on_hangup(slot: processor::ScriptSlot, config_file: Option<PathBuf>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Config::load(config_file.as_deref()) {
+            Ok(config) => {
+                let version = slot.replace(config.processor.script.as_ref());
+                tracing::info!(?version, "processing script reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the current script")
+            }
+        }
+    }
 }

@@ -385,3 +385,66 @@ async fn the_script_sees_only_allowed_environment() {
         assert!(!env.iter().any(|k| k == ours), "{ours} leaked: {env:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_swaps_the_script_for_new_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = python_script(dir.path(), "v1.py", "print('{\"v\": 1}')\n");
+    let v2 = python_script(dir.path(), "v2.py", "print('{\"v\": 2}')\n");
+    let config = dir.path().join("imgpipe.toml");
+    std::fs::write(&config, format!("[processor.script]\ncommand = {v1}\n")).unwrap();
+    let app = Imgpipe::start_with_args(
+        &dir.path().join("lake"),
+        &[],
+        &["--config", config.to_str().unwrap()],
+    );
+    let client = client();
+    let image = small_images().remove(1);
+    let (_, first) = upload(&client, &app, image.clone()).await;
+    let first = wait_final(
+        &client,
+        &app,
+        first["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(first["metadata"]["script"]["v"], 1);
+
+    std::fs::write(&config, format!("[processor.script]\ncommand = {v2}\n")).unwrap();
+    let pid = app.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reload is asynchronous: new images pick it up within moments.
+    let mut seen = None;
+    for _ in 0..50 {
+        let (_, body) = upload(&client, &app, image.clone()).await;
+        let v = wait_final(
+            &client,
+            &app,
+            body["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+        if v["metadata"]["script"]["v"] == 2 {
+            seen = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.is_some(), "SIGHUP did not load the new script");
+    app.stop();
+    let versions: std::collections::HashSet<String> = parquet_rows(&dir.path().join("lake"))
+        .into_iter()
+        .filter_map(|r| r.script_version)
+        .collect();
+    assert_eq!(
+        versions.len(),
+        2,
+        "each script has its own version: {versions:?}"
+    );
+}

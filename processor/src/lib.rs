@@ -14,7 +14,7 @@ pub mod sink;
 
 use lake::records::QuarantineReason;
 
-pub use pipeline::Processor;
+pub use pipeline::{Processor, ScriptSlot};
 
 /// Why an image cannot be processed: permanent, so it is quarantined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,7 +35,7 @@ struct Ctx {
     pool: rayon::ThreadPool,
     inflight: InFlight,
     sink: MetadataSink,
-    script: Option<ScriptRunner>,
+    script: ScriptSlot,
     retries: u32,
 }
 
@@ -75,16 +75,18 @@ impl Processor {
                 pool,
                 inflight,
                 sink,
-                script: p
-                    .script
-                    .as_ref()
-                    .map(|s| ScriptRunner::new(s, cfg.script_slots())),
+                script: ScriptSlot::new(p.script.as_ref(), cfg.script_slots()),
                 retries: p.retries,
             }),
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
             sink_task,
         })
+    }
+
+    /// A handle to swap the customer's script while running (SIGHUP).
+    pub fn script_slot(&self) -> ScriptSlot {
+        self.ctx.script.clone()
     }
 
     /// Process events until `shutdown` resolves or every sender is gone,
@@ -231,10 +233,12 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
             Ok(Outcome::Quarantined)
         }
         Ok(a) => {
-            let script = match &ctx.script {
+            // The runner current when the image started; a reload swaps
+            // runners for later images only.
+            let script = match ctx.script.current() {
                 None => None,
                 Some(runner) => match runner.run(&script_input(&ev, &bytes, &a)).await {
-                    Ok(outcome) => Some((runner.version().to_owned(), outcome)),
+                    Ok(outcome) => Some(outcome),
                     Err(problem) => {
                         quarantine(ctx, &ev, problem).await?;
                         return Ok(Outcome::Quarantined);
@@ -302,7 +306,7 @@ async fn write_outputs(
     a: Analysis,
     size: usize,
     started: Instant,
-    script: Option<(String, ScriptOutcome)>,
+    script: Option<ScriptOutcome>,
 ) -> Result<(), StoreError> {
     let store = &ctx.store;
     let policy = retry_policy(ctx.retries);
@@ -314,7 +318,7 @@ async fn write_outputs(
     (|| store.put(&thumb_key, thumb.clone(), &opts))
         .retry(policy)
         .await?;
-    let (script_version, script) = script.unzip();
+    let script_version = script.as_ref().map(|o| o.version.clone());
     let mut script_keys = Vec::new();
     let script_fields = script.map(|outcome| {
         for (name, body) in outcome.files {
@@ -439,4 +443,39 @@ async fn erased_meanwhile(
     tracing::info!(%id, "image erased during processing; outputs removed");
     (|| ctx.store.delete(written)).retry(policy).await?;
     Ok(true)
+}
+
+/// The script runner in use, swappable while images are in flight: each
+/// image keeps the runner it started with; the old one (and its stream
+/// workers) goes when its last image finishes.
+#[derive(Debug, Clone)]
+pub struct ScriptSlot {
+    current: Arc<std::sync::RwLock<Option<Arc<ScriptRunner>>>>,
+    slots: usize,
+}
+
+impl ScriptSlot {
+    fn new(cfg: Option<&lake::config::ScriptConfig>, slots: usize) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(
+                cfg.map(|c| Arc::new(ScriptRunner::new(c, slots))),
+            )),
+            slots,
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<ScriptRunner>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Use `cfg` for images that start from now on; returns the new version.
+    pub fn replace(&self, cfg: Option<&lake::config::ScriptConfig>) -> Option<String> {
+        let runner = cfg.map(|c| Arc::new(ScriptRunner::new(c, self.slots)));
+        let version = runner.as_ref().map(|r| r.version());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = runner;
+        version
+    }
 }

@@ -36,6 +36,8 @@ use stream::{Pool, StreamError};
 /// What one successful run produced.
 #[derive(Debug, Clone, Default)]
 pub struct ScriptOutcome {
+    /// The script version that produced it (see [`ScriptRunner::version`]).
+    pub version: String,
     pub fields: Map<String, Value>,
     /// Files from the output dir: path relative to it, bytes.
     pub files: Vec<(String, Bytes)>,
@@ -54,6 +56,8 @@ pub struct ScriptInput<'a> {
 #[derive(Debug)]
 pub struct ScriptRunner {
     cfg: ScriptConfig,
+    /// The command as given, with file arguments made absolute.
+    command: Vec<String>,
     spec: Spec,
     version: String,
     stream: Option<Pool>,
@@ -88,7 +92,8 @@ impl ScriptRunner {
             max_cpu_seconds: cfg.max_cpu_seconds,
         };
         Self {
-            version: script_version(&cfg.command),
+            version: script_version(&command),
+            command: command.clone(),
             stream: (cfg.mode == ScriptMode::Stream).then(|| Pool::new(spec.clone(), slots)),
             slots: tokio::sync::Semaphore::new(slots.max(1)),
             spec,
@@ -97,9 +102,14 @@ impl ScriptRunner {
     }
 
     /// A hash of the command and of every argument that names a file
-    /// (the script itself), so a changed script is a new version.
-    pub fn version(&self) -> &str {
-        &self.version
+    /// (the script itself), so a changed script is a new version. Stream
+    /// workers load the script once, so theirs is fixed at start; a
+    /// per-image run reads the file afresh each time, and so is hashed then.
+    pub fn version(&self) -> String {
+        match self.stream {
+            Some(_) => self.version.clone(),
+            None => script_version(&self.command),
+        }
     }
 
     /// Run the script, retrying crashes, timeouts and bad answers; what
@@ -147,6 +157,7 @@ impl ScriptRunner {
         });
         let request = serde_json::to_vec(&request).unwrap_or_default();
         let timeout = self.cfg.timeout;
+        let version = self.version();
         let fields = match &self.stream {
             None => {
                 let _slot = self.slots.acquire().await.map_err(|_| closed())?;
@@ -189,7 +200,11 @@ impl ScriptRunner {
             }
         };
         let files = collect_outputs(&out_dir, self.cfg.max_files_bytes)?;
-        Ok(ScriptOutcome { fields, files })
+        Ok(ScriptOutcome {
+            version,
+            fields,
+            files,
+        })
     }
 }
 
