@@ -42,6 +42,17 @@ enum Command {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Run the current processing script again over images still within
+    /// retention, replacing their script fields, outputs and rows.
+    Reprocess {
+        /// Only images received at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only images processed by this script version (default: every
+        /// image not yet processed by the current version).
+        #[arg(long)]
+        script_version: Option<String>,
+    },
     /// Retention settings of the stores themselves.
     Retention {
         #[command(subcommand)]
@@ -121,6 +132,19 @@ fn main() -> Result<()> {
                         format,
                     },
             } => lifecycle(config, print, apply, format).await,
+            Command::Reprocess {
+                since,
+                script_version,
+            } => {
+                reprocess(
+                    config,
+                    processor::reprocess::Selection {
+                        since,
+                        script_version,
+                    },
+                )
+                .await
+            }
             Command::Erase { id } => {
                 let store = lake::store::open(&config.lake)
                     .await
@@ -354,4 +378,42 @@ async fn reload_script_on_hangup(slot: processor::ScriptSlot, config_file: Optio
             }
         }
     }
+}
+
+async fn reprocess(config: Config, selection: processor::reprocess::Selection) -> Result<()> {
+    use futures::StreamExt;
+    use processor::reprocess;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    let runner = reprocess::runner(&config)?;
+    let version = runner.version();
+    let todo = reprocess::select(&store, &config, chrono::Utc::now(), &selection, &version).await?;
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(todo.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (config, store, runner) = (&config, &store, &runner);
+    let results: Vec<bool> = futures::stream::iter(todo)
+        .map(|manifest| async move {
+            let id = manifest.id;
+            let result = reprocess::reprocess_one(store, config, runner, manifest).await;
+            if let Err(e) = &result {
+                tracing::warn!(%id, error = %e, "reprocessing failed; the image keeps its previous fields");
+            }
+            result.is_ok_and(|done| done)
+        })
+        .buffer_unordered(config.script_slots())
+        .inspect(|_| bar.inc(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let done = results.iter().filter(|ok| **ok).count();
+    println!(
+        "reprocessed {done} of {} images with script version {version} ({} failed or gone)",
+        results.len(),
+        results.len() - done
+    );
+    Ok(())
 }

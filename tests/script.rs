@@ -448,3 +448,76 @@ async fn sighup_swaps_the_script_for_new_images() {
         "each script has its own version: {versions:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reprocess_replaces_fields_outputs_and_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = |v: u32| {
+        format!(
+            "import json, os, sys\n\
+             req = json.load(sys.stdin)\n\
+             open(os.path.join(req['out_dir'], 'v{v}.txt'), 'w').write('{v}')\n\
+             print(json.dumps({{'v': {v}}}))\n"
+        )
+    };
+    let command = python_script(dir.path(), "script.py", &script(1));
+    let config = dir.path().join("imgpipe.toml");
+    std::fs::write(
+        &config,
+        format!("[processor]\nflush_interval = \"1s\"\n[processor.script]\ncommand = {command}\n"),
+    )
+    .unwrap();
+    let lake_dir = dir.path().join("lake");
+    let app = Imgpipe::start_with_args(&lake_dir, &[], &["--config", config.to_str().unwrap()]);
+    let client = client();
+    let mut ids = Vec::new();
+    for bytes in small_images() {
+        let (_, body) = upload(&client, &app, bytes).await;
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        wait_final(&client, &app, id, Duration::from_secs(60)).await;
+    }
+    app.stop();
+    // Rows must have settled (two flush intervals) before they are replaced.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    python_script(dir.path(), "script.py", &script(2));
+    let args = [
+        "reprocess",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        lake_dir.to_str().unwrap(),
+    ];
+    let (ok, out, err) = cli(&args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("reprocessed 3 of 3"), "{out}");
+    let rows = parquet_rows(&lake_dir);
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row.script.as_deref(), Some("{\"v\":2}"));
+        assert!(
+            lake_dir
+                .join(lake::layout::script_key(row.id, "v2.txt"))
+                .is_file()
+        );
+        assert!(
+            !lake_dir
+                .join(lake::layout::script_key(row.id, "v1.txt"))
+                .exists(),
+            "old output left behind"
+        );
+        let manifest: lake::records::Manifest = serde_json::from_slice(
+            &std::fs::read(lake_dir.join(lake::layout::manifest_key(row.id))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest.row.script.as_deref(), Some("{\"v\":2}"));
+        assert!(manifest.keys.iter().any(|k| k.ends_with("v2.txt")));
+        assert!(manifest.keys.last().unwrap().ends_with("manifest.json"));
+    }
+    // Idempotent: nothing left to do with the same script.
+    let (ok, out, err) = cli(&args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("reprocessed 0 of 0"), "{out}");
+}

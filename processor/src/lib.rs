@@ -9,6 +9,7 @@ pub mod exif;
 pub mod integrity;
 mod pipeline;
 pub mod reconcile;
+pub mod reprocess;
 pub mod script;
 pub mod sink;
 

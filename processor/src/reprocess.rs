@@ -1,0 +1,222 @@
+//! `imgpipe reprocess`: run the current script again over images still in
+//! retention, replacing their script fields, script outputs and metadata
+//! rows. Idempotent: an image whose row already carries the current script
+//! version is left alone, so a second run does nothing.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use lake::{
+    Config, ImageId, Layout, SharedStore, StoreError, erasure,
+    layout::{self, parse_key},
+    records::Manifest,
+    schema,
+    store::PutOptions,
+};
+
+use crate::{
+    analyze::{AnalyzeLimits, analyze},
+    script::{ScriptInput, ScriptRunner},
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only images received at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only images whose row was produced by this script version (default:
+    /// every version but the current one).
+    pub script_version: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReprocessReport {
+    pub version: String,
+    pub candidates: usize,
+    pub reprocessed: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessError {
+    #[error("no [processor.script] is configured")]
+    NoScript,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Erasure(#[from] erasure::ErasureError),
+}
+
+/// The images to redo, oldest first, with their manifests.
+pub async fn select(
+    store: &SharedStore,
+    cfg: &Config,
+    now: DateTime<Utc>,
+    selection: &Selection,
+    current_version: &str,
+) -> Result<Vec<Manifest>, ReprocessError> {
+    let layout = Layout::new(cfg.retention());
+    // Rows younger than two flushes may still sit in a running writer's
+    // buffer, where we could not replace them.
+    let settled =
+        now - chrono::Duration::from_std(cfg.processor.flush_interval * 2).unwrap_or_default();
+    let mut out = Vec::new();
+    for obj in store.list(layout::Area::Derived.prefix()).await? {
+        if !obj.key.ends_with(layout::MANIFEST_FILE) {
+            continue;
+        }
+        let Ok(parsed) = parse_key(&obj.key) else {
+            continue;
+        };
+        let received = parsed.id.received_at();
+        if layout.expires_at(parsed.id) <= now
+            || received > settled
+            || selection.since.is_some_and(|since| received < since)
+        {
+            continue;
+        }
+        let Some(bytes) = store.get(&obj.key).await? else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+            continue;
+        };
+        let version = manifest.row.script_version.as_deref();
+        let wanted = match &selection.script_version {
+            Some(v) => version == Some(v.as_str()),
+            None => version != Some(current_version),
+        };
+        if wanted {
+            out.push(manifest);
+        }
+    }
+    out.sort_by_key(|m| m.id);
+    Ok(out)
+}
+
+/// Redo one image. `Ok(false)` when it was erased or its raw bytes are gone.
+pub async fn reprocess_one(
+    store: &SharedStore,
+    cfg: &Config,
+    runner: &ScriptRunner,
+    mut manifest: Manifest,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let id = manifest.id;
+    if erasure::is_erased(store, id).await? {
+        return Ok(false);
+    }
+    let Some(raw) = store.get(&manifest.row.raw_key).await? else {
+        return Ok(false);
+    };
+    let limits = AnalyzeLimits {
+        max_pixels: cfg.processor.max_pixels,
+        max_decode_bytes: cfg.processor.max_decode_bytes,
+        thumbnail_px: cfg.processor.thumbnail_px,
+    };
+    let raw_for_cpu = raw.clone();
+    let analysis = tokio::task::spawn_blocking(move || analyze(&raw_for_cpu, &limits)).await??;
+    let input = ScriptInput {
+        id,
+        image: &raw,
+        extension: analysis.format.name(),
+        preview_ppm: &analysis.preview_ppm,
+        metadata: serde_json::json!({
+            "format": analysis.format.name(),
+            "width": analysis.width,
+            "height": analysis.height,
+            "bytes": raw.len(),
+            "sha256": analysis.sha256,
+            "orientation": analysis.exif.orientation,
+            "source": manifest.row.source,
+        }),
+    };
+    let outcome = runner.run(&input).await?;
+
+    // New outputs first, then the manifest that names them, then the row.
+    let opts = PutOptions::for_image(
+        id,
+        manifest.row.source,
+        &manifest.row.sha256,
+        manifest.row.expires_at,
+        "application/octet-stream",
+    );
+    let script_prefix = format!("{}script/", layout::derived_prefix(id));
+    let mut new_keys = Vec::new();
+    for (name, body) in outcome.files {
+        let key = layout::script_key(id, &name);
+        store.put(&key, body, &opts).await?;
+        new_keys.push(key);
+    }
+    let stale: Vec<String> = manifest
+        .keys
+        .iter()
+        .filter(|k| k.starts_with(&script_prefix) && !new_keys.contains(k))
+        .cloned()
+        .collect();
+    manifest.keys.retain(|k| !k.starts_with(&script_prefix));
+    let manifest_at = manifest.keys.len().saturating_sub(1);
+    manifest.keys.splice(manifest_at..manifest_at, new_keys);
+    manifest.row.script = Some(serde_json::Value::Object(outcome.fields).to_string());
+    manifest.row.script_version = Some(outcome.version);
+    let body = Bytes::from(serde_json::to_vec(&manifest)?);
+    store.put(&layout::manifest_key(id), body, &opts).await?;
+    store.delete(&stale).await?;
+    replace_row(store, &manifest.row).await?;
+    if erasure::is_erased(store, id).await? {
+        // Erased while we worked: take back what we wrote.
+        let mine: Vec<String> = manifest
+            .keys
+            .iter()
+            .filter(|k| **k != manifest.row.raw_key)
+            .cloned()
+            .collect();
+        store.delete(&mine).await?;
+        erasure::scrub_partition(store, id).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Replace `row` in the metadata file of its hour that holds it.
+async fn replace_row(
+    store: &SharedStore,
+    row: &schema::MetadataRow,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for obj in store
+        .list(&layout::metadata_partition_prefix(row.id))
+        .await?
+    {
+        let Some(file) = store.get(&obj.key).await? else {
+            continue;
+        };
+        let ids: HashSet<ImageId> = schema::read_ids(file.clone())?.into_iter().collect();
+        if !ids.contains(&row.id) {
+            continue;
+        }
+        let rows: Vec<_> = schema::read_rows(file)?
+            .into_iter()
+            .map(|r| if r.id == row.id { row.clone() } else { r })
+            .collect();
+        let opts = PutOptions {
+            content_type: Some("application/vnd.apache.parquet".into()),
+            metadata: Vec::new(),
+        };
+        store
+            .put(&obj.key, schema::write_parquet(&rows)?, &opts)
+            .await?;
+        // Same protocol as every row writer: look at the tombstones again.
+        let erased = erasure::tombstones_near(store, row.id).await?;
+        erasure::scrub_file(store, &obj.key, &erased).await?;
+    }
+    Ok(())
+}
+
+/// The runner for the configured script.
+pub fn runner(cfg: &Config) -> Result<ScriptRunner, ReprocessError> {
+    let script = cfg
+        .processor
+        .script
+        .as_ref()
+        .ok_or(ReprocessError::NoScript)?;
+    Ok(ScriptRunner::new(script, cfg.script_slots()))
+}
