@@ -180,3 +180,90 @@ async fn seven_days_after_arrival_nothing_is_left_on_s3() {
     let left = store.list_versions("").await.unwrap();
     assert!(left.is_empty(), "left on S3 after the sweep: {left:?}");
 }
+
+/// The lifecycle rules do expire objects on the real server: an object made
+/// to look 8 days old (its filer entry backdated, as SeaweedFS's own
+/// lifecycle tests do) is removed by SeaweedFS's lifecycle run, while a
+/// fresh one stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_rules_expire_objects_on_seaweedfs() {
+    let (Ok(weed), Ok(python)) = (
+        std::env::var("IMGPIPE_TEST_WEED"),
+        std::env::var("IMGPIPE_TEST_PYTHON"),
+    ) else {
+        assert!(
+            std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_none(),
+            "IMGPIPE_TEST_WEED / IMGPIPE_TEST_PYTHON not set"
+        );
+        eprintln!("skipping: IMGPIPE_TEST_WEED / IMGPIPE_TEST_PYTHON not set (run `bash .ci/run`)");
+        return;
+    };
+    let Some((store, s3)) = s3_lake("lcrun", "").await else {
+        return;
+    };
+    retention::lifecycle::apply(
+        store.client(),
+        &s3.bucket,
+        &retention::lifecycle::rules(chrono::Duration::days(7)),
+    )
+    .await
+    .unwrap();
+    let (old, young) = (
+        "raw/dt=2026-01-01/hr=00/old",
+        "raw/dt=2026-01-01/hr=00/young",
+    );
+    for key in [old, young] {
+        store
+            .put(
+                key,
+                bytes::Bytes::from_static(b"image"),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let tool = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tools/seaweed_backdate.py"
+    );
+    let out = std::process::Command::new(&python)
+        .args([tool, "127.0.0.1:18888", &s3.bucket, old, "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut gone = false;
+    for _ in 0..6 {
+        let mut shell = std::process::Command::new(&weed)
+            .args(["shell", "-master=127.0.0.1:9333"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        shell
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"s3.lifecycle.run-shard -shards 0-15 -s3 127.0.0.1:18333 -runtime 10s\n")
+            .unwrap();
+        shell.wait().unwrap();
+        if !store.exists(old).await.unwrap() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(
+        gone,
+        "SeaweedFS's lifecycle run did not expire the 8-day-old object"
+    );
+    assert!(
+        store.exists(young).await.unwrap(),
+        "the lifecycle run removed a fresh object"
+    );
+}

@@ -521,3 +521,39 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("reprocessed 0 of 0"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_outside_the_output_dir_change_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // Overwrites its input image, writes beside its output dir and links
+    // to a file outside it: none of that may reach the lake.
+    let command = python_script(
+        dir.path(),
+        "rogue.py",
+        "import json, os, sys\n\
+         req = json.load(sys.stdin)\n\
+         open(req['path'], 'wb').write(b'tampered')\n\
+         open(os.path.join(req['out_dir'], '..', 'escaped.txt'), 'w').write('x')\n\
+         os.symlink('/etc/passwd', os.path.join(req['out_dir'], 'passwd'))\n\
+         open(os.path.join(req['out_dir'], 'ok.txt'), 'w').write('fine')\n\
+         print('{}')\n",
+    );
+    let image = small_images().remove(1);
+    let statuses = run_images(
+        dir.path(),
+        &format!("command = {command}"),
+        std::slice::from_ref(&image),
+    )
+    .await;
+    assert_eq!(statuses[0]["status"], "processed", "{}", statuses[0]);
+    let lake_dir = dir.path().join("lake");
+    let id: lake::ImageId = statuses[0]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        std::fs::read(lake_dir.join(lake::layout::raw_key(id))).unwrap(),
+        image
+    );
+    let stored: Vec<String> = files_under(&lake_dir.join(lake::layout::derived_prefix(id)));
+    let mut stored = stored;
+    stored.sort();
+    assert_eq!(stored, vec!["manifest.json", "script/ok.txt", "thumb.jpg"]);
+}
