@@ -102,6 +102,10 @@ enum ReportFormat {
 }
 
 fn main() -> Result<()> {
+    // Descriptors we inherited without close-on-exec would otherwise leak
+    // into the customer's script (everything Rust opens is close-on-exec).
+    // Done first, while this process has one thread.
+    close_fds::set_fds_cloexec(3, &[]);
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -351,7 +351,7 @@ async fn the_script_sees_only_allowed_environment() {
     let command = python_script(
         dir.path(),
         "env.py",
-        "import json, os\nassert 'do-not-leak' not in os.environ.values()\nprint(json.dumps({'env': sorted(os.environ)}))\n",
+        "import json, os\nassert 'do-not-leak' not in os.environ.values()\nfds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\nprint(json.dumps({'env': sorted(os.environ), 'fds': fds}))\n",
     );
     let config = dir.path().join("imgpipe.toml");
     std::fs::write(
@@ -378,6 +378,14 @@ async fn the_script_sees_only_allowed_environment() {
         !env.iter()
             .any(|k| k.starts_with("AWS") || k.starts_with("IMGPIPE")),
         "{env:?}"
+    );
+    // No descriptor of ours is inherited: stdin, stdout, stderr, and the
+    // one the script opened to list /proc/self/fd.
+    let fds = v["metadata"]["script"]["fds"].as_array().unwrap().len();
+    assert!(
+        fds <= 4,
+        "the script inherited descriptors: {}",
+        v["metadata"]["script"]["fds"]
     );
     // Only allow-listed names come from us (a pyenv `python3` shim adds
     // its own PYENV_* variables); none of our secrets or settings.

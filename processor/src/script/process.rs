@@ -3,7 +3,8 @@
 //! forked), resource limits via `prlimit` (address space, CPU time), a
 //! cleared environment plus an allow-list, a private working directory,
 //! capped stdout and a captured stderr tail. Rust opens every descriptor
-//! close-on-exec, so a script inherits only its three pipes.
+//! close-on-exec, and `imgpipe` marks those it inherited close-on-exec at
+//! start, so a script inherits only its three pipes.
 
 use std::{
     collections::VecDeque,
