@@ -53,6 +53,27 @@ enum Command {
         #[arg(long)]
         script_version: Option<String>,
     },
+    /// SQL over the lake's metadata (table `images`) as a principal of the
+    /// policy: only the columns and rows its grants allow.
+    Query {
+        /// The principal to act as.
+        #[arg(long = "as")]
+        principal: String,
+        /// The policy file (default: the shipped policies/default.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: QueryFormat,
+        /// Evaluate retention at this instant instead of now.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        sql: String,
+    },
+    /// The Lake Formation policy.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
     /// Retention settings of the stores themselves.
     Retention {
         #[command(subcommand)]
@@ -73,6 +94,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoliciesCommand {
+    /// Print the policy as Terraform JSON (aws_lakeformation_* resources).
+    Render {
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "terraform")]
+        format: PolicyFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PolicyFormat {
+    Terraform,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +180,27 @@ fn main() -> Result<()> {
                         format,
                     },
             } => lifecycle(config, print, apply, format).await,
+            Command::Query {
+                principal,
+                policy,
+                format,
+                now,
+                sql,
+            } => query(config, &principal, policy, format, now, &sql).await,
+            Command::Policies {
+                command:
+                    PoliciesCommand::Render {
+                        policy,
+                        format: PolicyFormat::Terraform,
+                    },
+            } => {
+                let policy = policies::Policy::load(policy.as_deref())?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&policies::terraform::render(&policy))?
+                );
+                Ok(())
+            }
             Command::Reprocess {
                 since,
                 script_version,
@@ -419,5 +484,44 @@ async fn reprocess(config: Config, selection: processor::reprocess::Selection) -
         results.len(),
         results.len() - done
     );
+    Ok(())
+}
+
+async fn query(
+    config: Config,
+    principal: &str,
+    policy: Option<PathBuf>,
+    format: QueryFormat,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    sql: &str,
+) -> Result<()> {
+    use datafusion::arrow::{csv, json, util::pretty};
+    let policy = policies::Policy::load(policy.as_deref())?;
+    // Refuse an unknown principal before reading anything.
+    policy.principal(principal)?;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    let batches = policies::query::load(&store).await?;
+    let now = now.unwrap_or_else(chrono::Utc::now);
+    let result = policies::query::run(&policy, principal, batches, now, sql).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        QueryFormat::Table => println!("{}", pretty::pretty_format_batches(&result)?),
+        QueryFormat::Csv => {
+            let mut writer = csv::Writer::new(&mut out);
+            for batch in &result {
+                writer.write(batch)?;
+            }
+        }
+        QueryFormat::Json => {
+            let mut writer = json::ArrayWriter::new(&mut out);
+            for batch in &result {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            println!();
+        }
+    }
     Ok(())
 }

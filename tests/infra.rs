@@ -43,3 +43,15 @@ fn terraform_lifecycle_rules_match_the_code() {
             .any(|b| b["noncurrent_version_expiration"][0]["noncurrent_days"] == 1)
     );
 }
+
+#[test]
+fn terraform_lake_formation_grants_match_the_policy() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/modules/analytics/lakeformation.tf.json");
+    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let policy = policies::Policy::load(None).unwrap();
+    assert_eq!(
+        committed,
+        policies::terraform::render(&policy),
+        "regenerate: imgpipe policies render --format terraform > infra/modules/analytics/lakeformation.tf.json"
+    );
+}

@@ -198,6 +198,26 @@ pub fn read_ids(file: Bytes) -> Result<Vec<ImageId>, SchemaError> {
     Ok(ids)
 }
 
+/// A metadata file as record batches in the current schema: columns added
+/// since the file was written are filled with nulls.
+pub fn read_batches(file: Bytes) -> Result<Vec<RecordBatch>, SchemaError> {
+    let schema = arrow_schema();
+    let mut out = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+        let batch = batch?;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match batch.column_by_name(f.name()) {
+                Some(c) => c.clone(),
+                None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+            })
+            .collect();
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(out)
+}
+
 /// Every row of a metadata file (for erasure rewrites and checks).
 pub fn read_rows(file: Bytes) -> Result<Vec<MetadataRow>, SchemaError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;

@@ -1,0 +1,15 @@
+variable "catalog_id" {
+  description = "AWS account id of the Glue Data Catalog."
+  type        = string
+}
+
+variable "glue_database" {
+  description = "Glue database holding the images table."
+  type        = string
+}
+
+variable "glue_table" {
+  description = "The Glue table over metadata/."
+  type        = string
+  default     = "images"
+}

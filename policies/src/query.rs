@@ -1,0 +1,115 @@
+//! `imgpipe query`: SQL over the lake's metadata (DataFusion), as one
+//! principal of the policy. The table `images` a principal queries *is*
+//! its view: only the columns its tags grant, only the rows its filter
+//! admits, and only rows still within retention. The full table is never
+//! registered, so no query can reach around the view.
+
+use std::sync::Arc;
+
+use datafusion::{
+    arrow::{array::RecordBatch, datatypes::SchemaRef},
+    datasource::MemTable,
+    error::DataFusionError,
+    execution::context::SQLOptions,
+    prelude::{SessionContext, col, lit},
+    scalar::ScalarValue,
+};
+use lake::{SharedStore, StoreError, layout::Area};
+
+use crate::{Policy, PolicyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("access denied: column {0}")]
+    ColumnDenied(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("metadata file {key}: {detail}")]
+    File { key: String, detail: String },
+    #[error("{0}")]
+    Sql(String),
+}
+
+/// Every metadata row in the lake, as record batches.
+pub async fn load(store: &SharedStore) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut batches = Vec::new();
+    for obj in store.list(Area::Metadata.prefix()).await? {
+        let Some(file) = store.get(&obj.key).await? else {
+            continue;
+        };
+        batches.extend(
+            lake::schema::read_batches(file).map_err(|e| QueryError::File {
+                key: obj.key.clone(),
+                detail: e.to_string(),
+            })?,
+        );
+    }
+    Ok(batches)
+}
+
+/// Run `sql` as `principal` over `batches` at instant `now`.
+pub async fn run(
+    policy: &Policy,
+    principal: &str,
+    batches: Vec<RecordBatch>,
+    now: chrono::DateTime<chrono::Utc>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let who = policy.principal(principal)?;
+    let visible = policy.visible_columns(who);
+    let schema: SchemaRef = lake::schema::arrow_schema();
+    let hidden: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|c| !visible.contains(c))
+        .collect();
+
+    let ctx = SessionContext::new();
+    let sql_error = |e: DataFusionError| QueryError::Sql(e.to_string());
+    let table = MemTable::try_new(schema, vec![batches]).map_err(sql_error)?;
+    let mut view = ctx.read_table(Arc::new(table)).map_err(sql_error)?;
+    // Expired rows are gone, swept yet or not.
+    let now = lit(ScalarValue::TimestampMillisecond(
+        Some(now.timestamp_millis()),
+        Some("UTC".into()),
+    ));
+    view = view.filter(col("expires_at").gt(now)).map_err(sql_error)?;
+    if let Some(filter) = &who.row_filter {
+        let predicate = view.parse_sql_expr(filter).map_err(sql_error)?;
+        view = view.filter(predicate).map_err(sql_error)?;
+    }
+    let columns: Vec<&str> = visible.iter().map(String::as_str).collect();
+    view = view.select_columns(&columns).map_err(sql_error)?;
+    ctx.register_table("images", view.into_view())
+        .map_err(sql_error)?;
+
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = match ctx.sql_with_options(sql, options).await {
+        Ok(frame) => frame,
+        Err(e) => {
+            // A column the view lacks because the policy hides it: say so.
+            let text = e.to_string();
+            if let Some(column) = hidden.iter().find(|c| mentions(&text, c)) {
+                return Err(QueryError::ColumnDenied(column.clone()));
+            }
+            return Err(QueryError::Sql(text));
+        }
+    };
+    frame.collect().await.map_err(sql_error)
+}
+
+/// Does an error message name `column` as a whole identifier?
+fn mentions(text: &str, column: &str) -> bool {
+    text.match_indices(column).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + column.len()..].chars().next();
+        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !ident(before) && !ident(after)
+    })
+}
