@@ -105,6 +105,8 @@ enum PoliciesCommand {
         #[arg(long, value_enum, default_value = "terraform")]
         format: PolicyFormat,
     },
+    /// Print the Glue table `images` (from the metadata schema) as Terraform JSON.
+    GlueTable,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -198,6 +200,15 @@ fn main() -> Result<()> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&policies::terraform::render(&policy))?
+                );
+                Ok(())
+            }
+            Command::Policies {
+                command: PoliciesCommand::GlueTable,
+            } => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&policies::glue::table_terraform())?
                 );
                 Ok(())
             }

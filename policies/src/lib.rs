@@ -4,6 +4,7 @@
 //! model renders Terraform for AWS and enforces the grants locally in
 //! `imgpipe query`, so the grants are testable without AWS.
 
+pub mod glue;
 pub mod query;
 pub mod terraform;
 

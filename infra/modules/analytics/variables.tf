@@ -13,3 +13,14 @@ variable "glue_table" {
   type        = string
   default     = "images"
 }
+
+variable "bucket" {
+  description = "The lake bucket."
+  type        = string
+}
+
+variable "lake_prefix" {
+  description = "Key prefix of the lake inside the bucket (empty, or ending in /)."
+  type        = string
+  default     = ""
+}

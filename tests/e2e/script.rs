@@ -2,11 +2,9 @@
 //! both modes over the whole corpus, and every way a script can misbehave.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{path::Path, time::Duration};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Start `imgpipe up` with `[processor.script]` = `script_toml`, upload

@@ -2,11 +2,9 @@
 //! pipeline; `imgpipe policies render` prints the same grants for AWS.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn query(

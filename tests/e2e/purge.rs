@@ -3,12 +3,10 @@
 //! after a sweep not one file of the expired images is left.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{path::Path, time::Duration};
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 
 fn imgpipe(dir: &Path, args: &[&str]) -> (bool, String) {
     let mut all = args.to_vec();

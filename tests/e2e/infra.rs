@@ -46,12 +46,40 @@ fn terraform_lifecycle_rules_match_the_code() {
 
 #[test]
 fn terraform_lake_formation_grants_match_the_policy() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/infra/modules/analytics/lakeformation.tf.json");
-    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/infra/modules/analytics/lakeformation.tf.json"
+    );
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let policy = policies::Policy::load(None).unwrap();
     assert_eq!(
         committed,
         policies::terraform::render(&policy),
         "regenerate: imgpipe policies render --format terraform > infra/modules/analytics/lakeformation.tf.json"
+    );
+}
+
+#[test]
+fn glue_table_matches_the_schema_the_processor_writes() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/infra/modules/analytics/glue.tf.json"
+    );
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        policies::glue::table_terraform(),
+        "regenerate: imgpipe policies glue-table > infra/modules/analytics/glue.tf.json"
+    );
+    // Partition projection covers exactly the lake's dt/hr keys.
+    let params = &committed["resource"]["aws_glue_catalog_table"]["images"]["parameters"];
+    assert_eq!(params["projection.hr.digits"], "2");
+    assert!(
+        params["storage.location.template"]
+            .as_str()
+            .unwrap()
+            .ends_with("metadata/dt=$${dt}/hr=$${hr}/")
     );
 }

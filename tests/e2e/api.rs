@@ -1,11 +1,9 @@
 //! The HTTP path end to end: real `imgpipe up`, real HTTP, filesystem lake.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,8 +2,6 @@
 //! S3-compatible server (SeaweedFS, started by `.ci/run`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use lake::{
     Store,
     store::{FsStore, S3Store, conformance},
@@ -24,7 +22,7 @@ async fn filesystem_backend_conforms() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_conforms_on_a_real_server() {
-    let Some((store, config)) = common::s3_lake("conf", "").await else {
+    let Some((store, config)) = crate::common::s3_lake("conf", "").await else {
         return;
     };
     conformance::run(&store, "").await;
@@ -41,7 +39,7 @@ async fn s3_backend_conforms_on_a_real_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_objects_carry_imgpipe_metadata() {
-    let Some((store, config)) = common::s3_lake("meta", "").await else {
+    let Some((store, config)) = crate::common::s3_lake("meta", "").await else {
         return;
     };
     let id = lake::ImageId::new(chrono::Utc::now());
@@ -78,7 +76,7 @@ async fn s3_objects_carry_imgpipe_metadata() {
 /// sweeper must remove every version and marker of an expired key.
 #[tokio::test(flavor = "multi_thread")]
 async fn sweeper_purges_every_version_on_a_versioned_bucket() {
-    let Some((store, _)) = common::s3_lake("vers", "").await else {
+    let Some((store, _)) = crate::common::s3_lake("vers", "").await else {
         return;
     };
     store.enable_versioning().await.unwrap();

@@ -2,11 +2,9 @@
 //! ends processed or quarantined, and every processed image has its row.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_mid_batch_then_restart_loses_nothing() {

@@ -1,6 +1,5 @@
 //! Shared helpers for the end-to-end tests: run the real `imgpipe` binary,
 //! talk to it over real HTTP, and reach the real local S3 server.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
     io::{BufRead, BufReader},

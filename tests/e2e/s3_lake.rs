@@ -2,11 +2,9 @@
 //! with every object in the bucket under the documented layout.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lake::Store;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `imgpipe` binary, real HTTP, and the real
+//! local servers `.ci/run` starts (SeaweedFS). One test binary, so the
+//! workspace links once.
+#![allow(clippy::unwrap_used, dead_code)]
+
+mod common;
+
+mod analyst;
+mod api;
+mod crash;
+mod infra;
+mod purge;
+mod s3_lake;
+mod script;
+mod storage_conformance;
