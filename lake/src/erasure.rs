@@ -65,18 +65,28 @@ pub async fn scrub_file(
         .filter(|r| !erased.contains(&r.id))
         .collect();
     let removed = before - kept.len();
-    if kept.is_empty() {
-        store.delete(&[key.to_owned()]).await?;
-    } else {
+    let opts = PutOptions {
+        content_type: Some("application/vnd.apache.parquet".into()),
+        metadata: Vec::new(),
+    };
+    let named_after_erased = parse_key(key).is_ok_and(|p| erased.contains(&p.id));
+    match kept.iter().map(|r| r.id).max() {
+        None => store.delete(&[key.to_owned()]).await?,
+        // The file is named after an erased image: the rows move to a file
+        // named after the newest row left (written first, so a reader may
+        // briefly see a row twice, never miss one).
+        Some(newest) if named_after_erased => {
+            let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
+            store
+                .put(&layout::metadata_key(newest, kept.len()), body, &opts)
+                .await?;
+            store.delete(&[key.to_owned()]).await?;
+        }
         // Same key: readers see the old file or the new one, never neither.
-        // The name keeps the newest id it was written with, whose expiry
-        // bounds every remaining row.
-        let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
-        let opts = PutOptions {
-            content_type: Some("application/vnd.apache.parquet".into()),
-            metadata: Vec::new(),
-        };
-        store.put(key, body, &opts).await?;
+        Some(_) => {
+            let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
+            store.put(key, body, &opts).await?;
+        }
     }
     Ok(removed)
 }
@@ -96,5 +106,53 @@ pub async fn scrub_partition(store: &SharedStore, id: ImageId) -> Result<usize, 
             return Ok(removed);
         }
         removed += changed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{schema::tests::sample_row, store::FsStore};
+
+    #[tokio::test]
+    async fn scrubbing_the_newest_row_renames_the_file_after_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let now = Utc::now();
+        let (older, newest) = (
+            ImageId::new(now),
+            ImageId::new(now + chrono::Duration::milliseconds(5)),
+        );
+        let key = layout::metadata_key(newest, 2);
+        let file = schema::write_parquet(&[sample_row(older), sample_row(newest)]).unwrap();
+        store.put(&key, file, &PutOptions::default()).await.unwrap();
+        store
+            .put(
+                &layout::erased_key(newest),
+                Bytes::from_static(b"t"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(scrub_partition(&store, newest).await.unwrap(), 1);
+        let files: Vec<String> = store
+            .list("metadata/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(
+            files,
+            vec![layout::metadata_key(older, 1)],
+            "no key may name the erased id"
+        );
+        let left = schema::read_ids(store.get(&files[0]).await.unwrap().unwrap()).unwrap();
+        assert_eq!(left, vec![older]);
     }
 }
