@@ -273,6 +273,19 @@ pub async fn s3_lake(
     Some((store, config))
 }
 
+/// An `imgpipe` config file in `dir` that puts the lake in `s3`.
+pub fn s3_config_file(dir: &Path, s3: &lake::config::S3Config) -> PathBuf {
+    let path = dir.join("imgpipe.toml");
+    let text = format!(
+        "[lake.s3]\nbucket = \"{}\"\nprefix = \"{}\"\nendpoint = \"{}\"\n",
+        s3.bucket,
+        s3.prefix,
+        s3.endpoint.as_deref().unwrap_or_default()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A fresh bucket name, so tests never see each other's objects.
 pub fn unique_bucket(tag: &str) -> String {
     format!("imgpipe-{tag}-{:x}", rand_u64())

@@ -12,16 +12,9 @@ async fn pipeline_runs_on_s3() {
     let Some((store, s3)) = s3_lake("up", "lake/").await else {
         return;
     };
-    let (bucket, endpoint) = (s3.bucket.clone(), s3.endpoint.clone().unwrap());
+    let bucket = s3.bucket.clone();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("imgpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[lake.s3]\nbucket = \"{bucket}\"\nprefix = \"lake/\"\nendpoint = \"{endpoint}\"\n"
-        ),
-    )
-    .unwrap();
+    let config = s3_config_file(dir.path(), &s3);
     let app = Imgpipe::start_with_args(dir.path(), &[], &["--config", config.to_str().unwrap()]);
     let client = client();
     let mut ids = Vec::new();
@@ -94,16 +87,7 @@ async fn lifecycle_rules_are_applied_read_back_and_audited() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("imgpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[lake.s3]\nbucket = \"{}\"\nendpoint = \"{}\"\n",
-            s3.bucket,
-            s3.endpoint.unwrap()
-        ),
-    )
-    .unwrap();
+    let config = s3_config_file(dir.path(), &s3);
     let cfg = config.to_str().unwrap();
 
     // An empty bucket without the backstop rules fails the audit.
@@ -131,16 +115,7 @@ async fn seven_days_after_arrival_nothing_is_left_on_s3() {
     };
     store.enable_versioning().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("imgpipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[lake.s3]\nbucket = \"{}\"\nprefix = \"lake/\"\nendpoint = \"{}\"\n",
-            s3.bucket,
-            s3.endpoint.clone().unwrap()
-        ),
-    )
-    .unwrap();
+    let config = s3_config_file(dir.path(), &s3);
     let cfg = config.to_str().unwrap();
     let (ok, out, err) = cli(&["retention", "lifecycle", "--apply", "--config", cfg]);
     assert!(ok, "{out}{err}");
