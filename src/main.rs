@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
 use tokio::sync::{mpsc, watch};
 
+mod kafka;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "imgpipe",
@@ -27,12 +29,33 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline in one process: HTTP ingest, processor and
-    /// sweeper, on the local filesystem lake unless `[lake.s3]` is set.
+    /// sweeper, on the local filesystem lake unless `[lake.s3]` is set, and
+    /// the Kafka bridge when `[kafka] brokers` is set.
     Up {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Refuse to start when a Kafka topic could keep messages past retention.
+        #[arg(long)]
+        enforce_retention: bool,
     },
+    /// Distributed mode: the HTTP API alone, publishing `ImageReceived` to
+    /// the events topic (needs `[kafka] brokers`).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// The Kafka bridge alone: `[kafka] topic` → the lake, events to
+    /// `[kafka] events_topic` for `imgpipe process`.
+    Bridge {
+        /// Refuse to start when a topic could keep messages past retention.
+        #[arg(long)]
+        enforce_retention: bool,
+    },
+    /// Distributed mode: a processor fed by the events topic, one member
+    /// of the `[kafka] process_group` consumer group.
+    Process,
     /// Delete everything whose retention has passed (see `retention`).
     Sweep {
         /// Run one pass and exit instead of every `retention.sweep_interval`.
@@ -167,12 +190,23 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up { listen } => {
+            Command::Up {
+                listen,
+                enforce_retention,
+            } => {
                 if let Some(addr) = listen {
                     config.api.listen = addr;
                 }
-                up(config, cli.config).await
+                up(config, cli.config, enforce_retention).await
             }
+            Command::Serve { listen } => {
+                if let Some(addr) = listen {
+                    config.api.listen = addr;
+                }
+                serve(config).await
+            }
+            Command::Bridge { enforce_retention } => bridge(config, enforce_retention).await,
+            Command::Process => process(config).await,
             Command::Sweep { once, now } => sweep(config, once, now).await,
             Command::Retention {
                 command:
@@ -277,7 +311,97 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
-async fn up(config: Config, config_file: Option<PathBuf>) -> Result<()> {
+fn require_kafka(config: &Config, command: &str) -> Result<()> {
+    if config.kafka.brokers.is_none() {
+        anyhow::bail!(
+            "imgpipe {command} needs Kafka: set [kafka] brokers in the config or IMGPIPE_KAFKA_BROKERS"
+        );
+    }
+    Ok(())
+}
+
+/// Prometheus metrics for every later `metrics::` call, rendered at `/metrics`.
+fn metrics_route() -> Result<axum::Router> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    ))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    require_kafka(&config, "serve")?;
+    config.check_listen()?;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    store.ping().await.context("the lake does not answer")?;
+    kafka::prepare_topics(&config, false, true).await?;
+    let events = Arc::new(
+        kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    let state = ingest_api::AppState::new(
+        &config,
+        store,
+        Arc::new(SystemClock),
+        events,
+        InFlight::default(),
+    );
+    let app = ingest_api::router(state).merge(metrics_route()?);
+    println!("imgpipe serve: listening on http://{addr}");
+    ingest_api::run(listener, app, termination()).await?;
+    Ok(())
+}
+
+async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
+    require_kafka(&config, "bridge")?;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    store.ping().await.context("the lake does not answer")?;
+    kafka::prepare_topics(&config, enforce_retention, true).await?;
+    let events = Arc::new(
+        kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
+    );
+    let intake = kafka::intake(&config, store, Arc::new(SystemClock), events);
+    println!(
+        "imgpipe bridge: {} → {} (events on {})",
+        config.kafka.topic,
+        intake.store.location(),
+        config.kafka.events_topic
+    );
+    let report = kafka::run_bridge(&config, intake, termination()).await?;
+    println!(
+        "imgpipe bridge: stopped after {} images, {} redeliveries, {} dead letters",
+        report.images, report.redelivered, report.dead_letters
+    );
+    Ok(())
+}
+
+async fn process(config: Config) -> Result<()> {
+    require_kafka(&config, "process")?;
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    store.ping().await.context("the lake does not answer")?;
+    println!(
+        "imgpipe process: {} (group {}) → {}",
+        config.kafka.events_topic,
+        config.kafka.process_group,
+        store.location()
+    );
+    let handed = kafka::run_processor(&config, store, Arc::new(SystemClock), termination()).await?;
+    println!("imgpipe process: stopped after {handed} events");
+    Ok(())
+}
+
+async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: bool) -> Result<()> {
     config.check_listen()?;
     let store = lake::store::open(&config.lake)
         .await
@@ -303,21 +427,40 @@ async fn up(config: Config, config_file: Option<PathBuf>) -> Result<()> {
     let sweeping =
         tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
 
+    let bridging = match config.kafka.brokers {
+        Some(_) => {
+            kafka::prepare_topics(&config, enforce_retention, false).await?;
+            let intake = kafka::intake(
+                &config,
+                store.clone(),
+                clock.clone(),
+                Arc::new(events_tx.clone()),
+            );
+            let cfg = config.clone();
+            let stop = stopped(&stop_rx);
+            Some(tokio::spawn(async move {
+                kafka::run_bridge(&cfg, intake, stop).await
+            }))
+        }
+        None => None,
+    };
+
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    let state = ingest_api::AppState::new(&config, store.clone(), clock, events_tx, inflight);
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    let app = ingest_api::router(state).route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(metrics.render())),
-    );
+    let state =
+        ingest_api::AppState::new(&config, store.clone(), clock, Arc::new(events_tx), inflight);
+    let app = ingest_api::router(state).merge(metrics_route()?);
     let serving = tokio::spawn(ingest_api::run(listener, app, stopped(&stop_rx)));
     println!("imgpipe up: listening on http://{addr}");
     println!("imgpipe up: lake at {}", store.location());
+    if bridging.is_some() {
+        println!(
+            "imgpipe up: consuming Kafka topic {} (dead letters to {})",
+            config.kafka.topic, config.kafka.dlq_topic
+        );
+    }
     println!("imgpipe up: try  curl --data-binary @photo.jpg http://{addr}/v1/images");
 
     termination().await;
@@ -326,6 +469,9 @@ async fn up(config: Config, config_file: Option<PathBuf>) -> Result<()> {
     );
     let _ = stop_tx.send(true);
     serving.await.context("API task")?.context("API server")?;
+    if let Some(bridging) = bridging {
+        bridging.await.context("bridge task")??;
+    }
     processing.await.context("processor task")?;
     sweeping.await.context("sweeper task")?;
     tracing::info!("stopped cleanly");
@@ -397,6 +543,11 @@ async fn audit(
                 .into_iter()
                 .map(|detail| retention::audit::Violation::Backstop { detail }),
         );
+    }
+    if config.kafka.brokers.is_some() {
+        report
+            .violations
+            .extend(kafka::audit_topics(&config).await?);
     }
     match format {
         ReportFormat::Text => println!("{report}"),

@@ -13,8 +13,8 @@ mod upload;
 
 use std::{future::Future, sync::Arc};
 
-use lake::{Config, ImageReceived, Layout, SharedClock, SharedStore, inflight::InFlight};
-use tokio::{net::TcpListener, sync::mpsc};
+use lake::{Config, EventSink, Layout, SharedClock, SharedStore, inflight::InFlight};
+use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use routes::router;
@@ -26,7 +26,8 @@ pub struct AppState {
     pub clock: SharedClock,
     pub layout: Layout,
     pub config: lake::config::ApiConfig,
-    pub events: mpsc::Sender<ImageReceived>,
+    /// The in-process channel (embedded) or the events topic (distributed).
+    pub events: Arc<dyn EventSink>,
     pub inflight: InFlight,
     upload_slots: tokio::sync::Semaphore,
     idempotency_locks: upload::KeyLocks,
@@ -37,7 +38,7 @@ impl AppState {
         cfg: &Config,
         store: SharedStore,
         clock: SharedClock,
-        events: mpsc::Sender<ImageReceived>,
+        events: Arc<dyn EventSink>,
         inflight: InFlight,
     ) -> Arc<Self> {
         Arc::new(Self {

@@ -221,12 +221,32 @@ async fn accept(
         Some(key) => Some(state.idempotency_locks.lock(key).await),
         None => None,
     };
+    let format = upload.format;
     if let Some(key) = &idempotency_key
         && let Some(existing) = find_idempotent(state, key, &sha256).await?
     {
+        if existing.status == status::Status::Received {
+            // Its event may never have left (the failure this retry is
+            // about); a second event for an unfinished image is harmless,
+            // the processor skips what is in flight or done.
+            let event = ImageReceived {
+                id: existing.id,
+                raw_key: layout::raw_key(existing.id),
+                source: Source::Http,
+                source_ref: upload.name.or(idempotency_key),
+                bytes: upload.data.len() as u64,
+                sha256,
+                content_type: format.mime().to_owned(),
+                received_at: existing.received_at,
+            };
+            state
+                .events
+                .emit(event)
+                .await
+                .map_err(ApiError::unavailable)?;
+        }
         return Ok(existing);
     }
-    let format = upload.format;
     let id = ImageId::new(state.clock.now());
     let received_at = id.received_at();
     let expires_at = state.layout.expires_at(id);
@@ -234,6 +254,7 @@ async fn accept(
     let opts = PutOptions::for_image(id, Source::Http, &sha256, expires_at, format.mime());
     let bytes = upload.data.len() as u64;
     state.store.put(&raw_key, upload.data, &opts).await?;
+    lake::index::record_content(&state.store, &sha256, id, &opts).await?;
     if let Some(key) = &idempotency_key {
         // Body: the upload's hash, to tell a retry from a different upload
         // reusing the key.
@@ -256,13 +277,18 @@ async fn accept(
         content_type: format.mime().to_owned(),
         received_at,
     };
-    // Raw is durable already: if the processor is gone, the next start's
-    // reconciliation picks the image up.
+    // Embedded: raw is durable already, so if the processor is gone the
+    // next start's reconciliation picks the image up. Distributed: the
+    // event topic is how the image reaches a processor, so failing to
+    // publish fails the upload (a retry with the same Idempotency-Key
+    // publishes again without storing twice; see above).
+    state
+        .events
+        .emit(event)
+        .await
+        .map_err(ApiError::unavailable)?;
     metrics::counter!("imgpipe_uploads_total").increment(1);
     metrics::counter!("imgpipe_upload_bytes_total").increment(bytes);
-    if state.events.send(event).await.is_err() {
-        tracing::warn!(%id, "processor not running; image waits for reconciliation");
-    }
     Ok(Accepted {
         id,
         status: status::Status::Received,

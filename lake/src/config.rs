@@ -10,6 +10,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+/// `IMGPIPE_KAFKA_<KEY>` short forms (`IMGPIPE_KAFKA_BROKERS`, …).
+const KAFKA_ENV_KEYS: &[&str] = &["brokers", "topic", "group", "dlq_topic", "events_topic"];
+
 const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -19,6 +22,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub processor: ProcessorConfig,
     pub retention: RetentionConfig,
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +227,67 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The Kafka bridge and the distributed event transport. Off unless
+/// `brokers` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`; unset turns the bridge off.
+    pub brokers: Option<String>,
+    /// The topic images arrive on (the customer's).
+    pub topic: String,
+    /// The bridge's consumer group.
+    pub group: String,
+    /// Where messages that cannot become images go, reason in headers.
+    pub dlq_topic: String,
+    /// `ImageReceived` events in distributed mode, keyed by image id.
+    pub events_topic: String,
+    /// The consumer group of `imgpipe process`.
+    pub process_group: String,
+    /// Partitions for the DLQ and event topics when the bridge creates them.
+    pub partitions: i32,
+    /// Largest image accepted from a message or a claim-check object.
+    pub max_image_bytes: u64,
+    /// Bytes of images the bridge holds at once; past it, it stops fetching.
+    pub max_inflight_bytes: u64,
+    /// How often consumed offsets are committed (every message is
+    /// committed only after its image is durable).
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Consumer group session timeout; short, so rebalances are quick.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Timeout for every call to the brokers (produce, admin, commit).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// S3 endpoint for claim-check objects when the lake is not on S3
+    /// (with an S3 lake, the lake's endpoint and region are used).
+    pub claim_check_endpoint: Option<String>,
+    /// Refuse to start when a topic keeps messages longer than retention.
+    pub enforce_retention: bool,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic: "images".into(),
+            group: "imgpipe-bridge".into(),
+            dlq_topic: "images.dlq".into(),
+            events_topic: "imgpipe.received".into(),
+            process_group: "imgpipe-processor".into(),
+            partitions: 4,
+            max_image_bytes: 50 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            commit_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(6),
+            timeout: Duration::from_secs(30),
+            claim_check_endpoint: None,
+            enforce_retention: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
@@ -256,14 +321,20 @@ impl Config {
             })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        // Only IMGPIPE_<SECTION>__<KEY>: other IMGPIPE_* variables (test
-        // fixtures, tooling) are not configuration.
+        // Only IMGPIPE_<SECTION>__<KEY>, plus the Kafka client convention
+        // IMGPIPE_KAFKA_<KEY>: other IMGPIPE_* variables (test fixtures,
+        // tooling) are not configuration.
         let overrides: config::Map<String, config::Value> = env
             .into_iter()
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix("IMGPIPE_")?;
-                rest.contains("__")
-                    .then(|| (rest.to_lowercase().replace("__", "."), v))
+                if rest.contains("__") {
+                    return Some((rest.to_lowercase().replace("__", "."), v));
+                }
+                let key = rest.strip_prefix("KAFKA_")?.to_lowercase();
+                KAFKA_ENV_KEYS
+                    .contains(&key.as_str())
+                    .then(|| (format!("kafka.{key}"), v))
             })
             .map(|(k, v)| {
                 let value = if k == "api.api_keys" {
@@ -338,6 +409,37 @@ impl Config {
             if script.timeout.is_zero() || script.max_output_bytes == 0 {
                 return bad(
                     "processor.script.timeout and max_output_bytes must be positive".into(),
+                );
+            }
+        }
+        let k = &self.kafka;
+        if k.brokers.is_some() {
+            let topics = [&k.topic, &k.dlq_topic, &k.events_topic];
+            if topics.iter().any(|t| t.is_empty())
+                || k.group.is_empty()
+                || k.process_group.is_empty()
+            {
+                return bad("kafka.topic, dlq_topic, events_topic, group and process_group must not be empty".into());
+            }
+            if k.topic == k.dlq_topic || k.topic == k.events_topic || k.dlq_topic == k.events_topic
+            {
+                return bad(
+                    "kafka.topic, dlq_topic and events_topic must be three different topics".into(),
+                );
+            }
+            if k.partitions < 1
+                || k.max_image_bytes == 0
+                || k.max_inflight_bytes < k.max_image_bytes
+            {
+                return bad("kafka.partitions must be positive and kafka.max_inflight_bytes at least kafka.max_image_bytes".into());
+            }
+            if k.commit_interval.is_zero()
+                || k.session_timeout < Duration::from_secs(1)
+                || k.timeout.is_zero()
+            {
+                return bad(
+                    "kafka.commit_interval, session_timeout (>= 1s) and timeout must be positive"
+                        .into(),
                 );
             }
         }
@@ -418,6 +520,37 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.api.listen.port(), 9000);
         assert_eq!(cfg.api.max_upload_bytes, 2000);
+    }
+
+    #[test]
+    fn kafka_is_off_by_default_and_takes_short_env_names() {
+        let cfg = Config::load_with_env(None, env(&[])).unwrap();
+        assert!(cfg.kafka.brokers.is_none());
+        let cfg = Config::load_with_env(
+            None,
+            env(&[
+                ("IMGPIPE_KAFKA_BROKERS", "127.0.0.1:9092"),
+                ("IMGPIPE_KAFKA_TOPIC", "uploads"),
+                ("IMGPIPE_KAFKA__GROUP", "g1"),
+                ("IMGPIPE_KAFKA_DLQ_TOPIC", "uploads.dlq"),
+                ("IMGPIPE_KAFKA_NOT_A_KEY", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.kafka.brokers.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(cfg.kafka.topic, "uploads");
+        assert_eq!(cfg.kafka.group, "g1");
+        assert_eq!(cfg.kafka.dlq_topic, "uploads.dlq");
+        let e = Config::load_with_env(
+            None,
+            env(&[
+                ("IMGPIPE_KAFKA_BROKERS", "127.0.0.1:9092"),
+                ("IMGPIPE_KAFKA_DLQ_TOPIC", "images"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("three different topics"), "{e}");
     }
 
     #[test]

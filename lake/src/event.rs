@@ -36,3 +36,28 @@ pub struct ImageReceived {
     pub content_type: String,
     pub received_at: DateTime<Utc>,
 }
+
+/// Where `ImageReceived` goes: the in-process channel (embedded mode) or a
+/// Kafka topic (distributed mode). `emit` returns once the event is handed
+/// over durably enough for the emitter to acknowledge its input.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    async fn emit(&self, event: ImageReceived) -> Result<(), EmitError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not emit ImageReceived: {0}")]
+pub struct EmitError(pub String);
+
+/// Embedded mode. A closed channel is not an error for the emitter: the
+/// raw object is durable and start-up reconciliation finds it.
+#[async_trait::async_trait]
+impl EventSink for tokio::sync::mpsc::Sender<ImageReceived> {
+    async fn emit(&self, event: ImageReceived) -> Result<(), EmitError> {
+        let id = event.id;
+        if self.send(event).await.is_err() {
+            tracing::warn!(%id, "processor not running; image waits for reconciliation");
+        }
+        Ok(())
+    }
+}

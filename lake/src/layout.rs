@@ -10,7 +10,8 @@
 //! derived/dt=YYYY-MM-DD/hr=HH/<id>/manifest.json
 //! metadata/dt=YYYY-MM-DD/hr=HH/<maxid>-<rows>.parquet
 //! quarantine/dt=YYYY-MM-DD/hr=HH/<id>.json
-//! idempotency/<sha256(client key)>/<id>
+//! idempotency/<sha256(client key)>/<id>    API Idempotency-Key, Kafka dedup key
+//! idempotency/<sha256("content:" + sha256 of the image)>/<id>   lookup by content
 //! erased/dt=YYYY-MM-DD/hr=HH/<id>          tombstone: this image was erased
 //! ```
 
@@ -122,6 +123,13 @@ pub fn idempotency_prefix(client_key: &str) -> String {
 
 pub fn idempotency_key(client_key: &str, id: ImageId) -> String {
     format!("{}{id}", idempotency_prefix(client_key))
+}
+
+/// The client key under which images are indexed by their bytes' SHA-256
+/// (lowercase hex), for lookup by content. Kept with the idempotency
+/// records: same shape, same id-driven expiry and erasure.
+pub fn content_index_key(sha256_hex: &str) -> String {
+    format!("content:{}", sha256_hex.to_ascii_lowercase())
 }
 
 /// What a lake key says about the data under it.

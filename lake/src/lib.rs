@@ -7,6 +7,7 @@ pub mod config;
 pub mod erasure;
 pub mod event;
 pub mod id;
+pub mod index;
 pub mod inflight;
 pub mod layout;
 pub mod records;
@@ -16,7 +17,7 @@ pub mod store;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
 pub use config::Config;
-pub use event::{ImageReceived, Source};
+pub use event::{EmitError, EventSink, ImageReceived, Source};
 pub use id::ImageId;
 pub use layout::Layout;
 pub use store::{ObjectInfo, SharedStore, Store, StoreError};

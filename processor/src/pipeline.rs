@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use lake::{
-    Config, ImageReceived, Layout, SharedClock, SharedStore, StoreError, erasure,
+    Config, ImageId, ImageReceived, Layout, SharedClock, SharedStore, StoreError, erasure,
     inflight::InFlight,
     layout,
     records::{Manifest, QuarantineRecord},
@@ -45,6 +45,16 @@ pub struct Processor {
     budget: Arc<Semaphore>,
     budget_kib: u32,
     sink_task: tokio::task::JoinHandle<()>,
+    shared_lake: Option<SharedLake>,
+}
+
+/// Distributed mode: other processors share the lake and the events come
+/// from a durable topic, so the topic — not a scan of the lake — says what
+/// is unfinished, and every finished event is reported for its commit.
+#[derive(Debug)]
+struct SharedLake {
+    finished: mpsc::UnboundedSender<ImageId>,
+    flush_interval: std::time::Duration,
 }
 
 impl Processor {
@@ -81,7 +91,26 @@ impl Processor {
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
             sink_task,
+            shared_lake: None,
         })
+    }
+
+    /// Run as one of several processors fed by an event topic: no scan for
+    /// unfinished images at start, and the id of every event whose outcome
+    /// is durable (processed, quarantined or skipped as already done) is
+    /// sent to `finished`. Ids whose storage kept failing are not sent: their
+    /// events stay uncommitted and come back. The channel is unbounded
+    /// because the sender of events bounds how many are outstanding.
+    pub fn sharing_the_lake(
+        mut self,
+        cfg: &Config,
+        finished: mpsc::UnboundedSender<ImageId>,
+    ) -> Self {
+        self.shared_lake = Some(SharedLake {
+            finished,
+            flush_interval: cfg.processor.flush_interval,
+        });
+        self
     }
 
     /// A handle to swap the customer's script while running (SIGHUP).
@@ -103,9 +132,17 @@ impl Processor {
             budget,
             budget_kib,
             sink_task,
+            shared_lake,
         } = self;
+        // A live peer flushes its rows within its flush interval.
+        let written_before = shared_lake.as_ref().map(|s| {
+            ctx.clock.now()
+                - chrono::Duration::from_std(s.flush_interval * 2).unwrap_or_default()
+                - chrono::Duration::seconds(30)
+        });
+        let finished = shared_lake.map(|s| s.finished);
         // Rows first, before anything new is processed (see lost_rows).
-        match reconcile::lost_rows(&ctx.store).await {
+        match reconcile::lost_rows(&ctx.store, written_before).await {
             Ok(rows) => {
                 if !rows.is_empty() {
                     tracing::info!(rows = rows.len(), "rewriting metadata rows lost in a crash");
@@ -117,7 +154,11 @@ impl Processor {
             Err(e) => tracing::error!(error = %e, "could not check for lost metadata rows"),
         }
         let store = ctx.store.clone();
+        let scan_for_unfinished = finished.is_none();
         let reconciler = tokio::spawn(async move {
+            if !scan_for_unfinished {
+                return;
+            }
             match reconcile::unfinished(&store).await {
                 Ok(todo) => {
                     if !todo.is_empty() {
@@ -152,7 +193,7 @@ impl Processor {
                         () = &mut shutdown => None,
                     };
                     let Some(permit) = permit else { break };
-                    tasks.spawn(process_one(ctx.clone(), ev, permit));
+                    tasks.spawn(process_one(ctx.clone(), ev, permit, finished.clone()));
                 }
             }
         }
@@ -177,9 +218,20 @@ fn retry_policy(retries: u32) -> ExponentialBuilder {
         .with_jitter()
 }
 
-async fn process_one(ctx: Arc<Ctx>, ev: ImageReceived, _budget: OwnedSemaphorePermit) {
+async fn process_one(
+    ctx: Arc<Ctx>,
+    ev: ImageReceived,
+    _budget: OwnedSemaphorePermit,
+    finished: Option<mpsc::UnboundedSender<ImageId>>,
+) {
     let id = ev.id;
-    match process(&ctx, ev).await {
+    let result = process(&ctx, ev).await;
+    if result.is_ok()
+        && let Some(finished) = finished
+    {
+        let _ = finished.send(id);
+    }
+    match result {
         Ok(Outcome::Processed) => metrics::counter!("imgpipe_images_processed_total").increment(1),
         Ok(Outcome::Quarantined) => {
             metrics::counter!("imgpipe_images_quarantined_total").increment(1)

@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use chrono::{DateTime, Utc};
+
 use lake::{
     ImageId, ImageReceived, SharedStore, Source, StoreError,
     layout::{self, Area, parse_key},
@@ -68,8 +70,13 @@ pub async fn unfinished(store: &SharedStore) -> Result<Vec<ImageReceived>, Recon
 }
 
 /// Rows present in manifests but in no metadata file. Call before any
-/// processing starts, or rows still waiting for a flush look lost.
-pub async fn lost_rows(store: &SharedStore) -> Result<Vec<MetadataRow>, ReconcileError> {
+/// processing starts, or rows still waiting for a flush look lost; where
+/// other processors share the lake, pass `written_before` so manifests
+/// whose rows a live peer may still be buffering are left to it.
+pub async fn lost_rows(
+    store: &SharedStore,
+    written_before: Option<DateTime<Utc>>,
+) -> Result<Vec<MetadataRow>, ReconcileError> {
     let mut in_files = HashSet::new();
     for obj in store.list(Area::Metadata.prefix()).await? {
         let Some(file) = store.get(&obj.key).await? else {
@@ -84,6 +91,11 @@ pub async fn lost_rows(store: &SharedStore) -> Result<Vec<MetadataRow>, Reconcil
     let mut rows = Vec::new();
     for obj in store.list(Area::Derived.prefix()).await? {
         if !obj.key.ends_with(layout::MANIFEST_FILE) {
+            continue;
+        }
+        if let Some(cutoff) = written_before
+            && obj.last_modified.is_none_or(|t| t >= cutoff)
+        {
             continue;
         }
         let Ok(parsed) = parse_key(&obj.key) else {

@@ -9,6 +9,7 @@ mod analyst;
 mod api;
 mod crash;
 mod infra;
+mod kafka;
 mod purge;
 mod s3_lake;
 mod script;

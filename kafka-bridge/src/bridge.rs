@@ -1,0 +1,327 @@
+//! The bridge: the image topic → `raw/` + `ImageReceived`, as a consumer
+//! group. Each message is stored (or dead-lettered) before its offset may
+//! be committed; images are stored concurrently within a byte budget, and
+//! when the budget is spent the bridge pauses its partitions instead of
+//! buffering more.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use backon::{ExponentialBuilder, Retryable};
+use lake::{Config, config::KafkaConfig};
+use rdkafka::{
+    Message as _, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::KafkaError,
+    message::{Headers, OwnedMessage},
+};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
+
+use crate::{
+    claim::{ClaimChecks, ClaimError},
+    dead_letter::DeadLetters,
+    group::{Commits, GroupContext},
+    intake::{Intake, Stored},
+    message::{self, DeadLetterReason, Inbound, Rejected},
+};
+
+/// How the bridge ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeReport {
+    pub images: u64,
+    pub redelivered: u64,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug)]
+struct Ctx {
+    intake: Intake,
+    claims: ClaimChecks,
+    dead_letters: DeadLetters,
+    max_bytes: u64,
+}
+
+enum Handled {
+    Stored(Stored),
+    DeadLettered(DeadLetterReason),
+}
+
+pub struct Bridge {
+    consumer: StreamConsumer<GroupContext>,
+    commits: Arc<Commits>,
+    ctx: Arc<Ctx>,
+    cfg: KafkaConfig,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("topic", &self.cfg.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    /// Subscribe to `[kafka] topic` as `[kafka] group`.
+    pub fn new(config: &Config, intake: Intake) -> Result<Self, KafkaError> {
+        let cfg = config.kafka.clone();
+        let commits = Arc::new(Commits::default());
+        let context = GroupContext {
+            name: "bridge",
+            commits: commits.clone(),
+            hand_over_wait: cfg.timeout,
+        };
+        let consumer: StreamConsumer<GroupContext> =
+            crate::client::consumer(&cfg, &cfg.group, cfg.max_inflight_bytes)
+                .set("statistics.interval.ms", "5000")
+                .create_with_context(context)?;
+        consumer.subscribe(&[&cfg.topic])?;
+        Ok(Self {
+            consumer,
+            commits,
+            ctx: Arc::new(Ctx {
+                claims: ClaimChecks::new(config.lake.s3.as_ref(), &cfg),
+                dead_letters: DeadLetters::new(&cfg)?,
+                intake,
+                max_bytes: cfg.max_image_bytes,
+            }),
+            cfg,
+        })
+    }
+
+    /// Consume until `shutdown`; then commit what is durable and stop.
+    /// Work still in flight is abandoned uncommitted: redelivered later.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> BridgeReport {
+        let Self {
+            consumer,
+            commits,
+            ctx,
+            cfg,
+        } = self;
+        let budget_kib = u32::try_from(cfg.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let budget = Arc::new(Semaphore::new(budget_kib as usize));
+        let mut tasks: JoinSet<(OwnedMessage, Handled)> = JoinSet::new();
+        let mut report = BridgeReport::default();
+        let mut commit_tick = tokio::time::interval(cfg.commit_interval);
+        tokio::pin!(shutdown);
+        tracing::info!(topic = %cfg.topic, group = %cfg.group, "bridge consuming");
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    finish(&commits, done, &mut report);
+                }
+                _ = commit_tick.tick() => commits.commit(&consumer, CommitMode::Async),
+                received = consumer.recv() => {
+                    let msg = match received {
+                        Ok(m) => m.detach(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consuming from Kafka");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    metrics::counter!("imgpipe_kafka_messages_total").increment(1);
+                    let size = msg.payload().map_or(0, <[u8]>::len) as u64;
+                    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
+                    let permit = match budget.clone().try_acquire_many_owned(kib) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            // Budget spent: stop fetching until images are stored.
+                            let Some(p) = wait_for_budget(&consumer, &commits, &mut tasks, &mut report, &budget, kib, &mut shutdown).await else {
+                                break;
+                            };
+                            p
+                        }
+                    };
+                    commits.started(msg.topic(), msg.partition(), msg.offset());
+                    tasks.spawn(handle(ctx.clone(), msg, permit));
+                }
+            }
+        }
+        // What finished by now is committed; the rest comes back next time.
+        while let Some(done) = tasks.try_join_next() {
+            finish(&commits, done, &mut report);
+        }
+        tasks.abort_all();
+        commits.commit(&consumer, CommitMode::Sync);
+        tracing::info!(
+            images = report.images,
+            redelivered = report.redelivered,
+            dead_letters = report.dead_letters,
+            "bridge stopped"
+        );
+        report
+    }
+}
+
+fn finish(
+    commits: &Commits,
+    done: Result<(OwnedMessage, Handled), tokio::task::JoinError>,
+    report: &mut BridgeReport,
+) {
+    let (msg, handled) = match done {
+        Ok(d) => d,
+        Err(e) => {
+            // Its offset stays pending: redelivered after a restart.
+            tracing::error!(error = %e, "message task failed");
+            return;
+        }
+    };
+    match handled {
+        Handled::Stored(Stored::New(_)) => {
+            report.images += 1;
+            metrics::counter!("imgpipe_kafka_images_total", "delivery" => "first").increment(1);
+        }
+        Handled::Stored(Stored::Redelivered(_)) => {
+            report.redelivered += 1;
+            metrics::counter!("imgpipe_kafka_images_total", "delivery" => "redelivered")
+                .increment(1);
+        }
+        Handled::DeadLettered(reason) => {
+            report.dead_letters += 1;
+            metrics::counter!("imgpipe_kafka_dead_letters_total", "reason" => reason.as_str())
+                .increment(1);
+        }
+    }
+    commits.finished(msg.topic(), msg.partition(), msg.offset());
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn wait_for_budget(
+    consumer: &StreamConsumer<GroupContext>,
+    commits: &Commits,
+    tasks: &mut JoinSet<(OwnedMessage, Handled)>,
+    report: &mut BridgeReport,
+    budget: &Arc<Semaphore>,
+    kib: u32,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<OwnedSemaphorePermit> {
+    let assignment = consumer
+        .assignment()
+        .unwrap_or_else(|_| TopicPartitionList::new());
+    if let Err(e) = consumer.pause(&assignment) {
+        tracing::warn!(error = %e, "could not pause partitions");
+    }
+    metrics::counter!("imgpipe_kafka_pauses_total").increment(1);
+    tracing::debug!(
+        pending = commits.pending(),
+        "in-flight budget spent: partitions paused"
+    );
+    let permit = loop {
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => break None,
+            p = budget.clone().acquire_many_owned(kib) => break p.ok(),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => finish(commits, done, report),
+        }
+    };
+    if let Err(e) = consumer.resume(&assignment) {
+        tracing::warn!(error = %e, "could not resume partitions");
+    }
+    permit
+}
+
+/// Store the message's image, or dead-letter it. Failures to store or to
+/// dead-letter are retried until they pass: the message cannot be skipped,
+/// and its partition waits (within the budget) rather than losing it.
+async fn handle(
+    ctx: Arc<Ctx>,
+    msg: OwnedMessage,
+    _permit: OwnedSemaphorePermit,
+) -> (OwnedMessage, Handled) {
+    let position = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+    let handled = match decide(&ctx, &msg).await {
+        Ok((data, format, dedup_key)) => {
+            let stored = until_ok("storing image", &position, || {
+                ctx.intake
+                    .store(data.clone(), format, &dedup_key, &position)
+            })
+            .await;
+            Handled::Stored(stored)
+        }
+        Err(rejected) => {
+            tracing::info!(%position, %rejected, "dead-lettering message");
+            until_ok("dead-lettering", &position, || {
+                ctx.dead_letters.send(&msg, &rejected)
+            })
+            .await;
+            Handled::DeadLettered(rejected.reason)
+        }
+    };
+    (msg, handled)
+}
+
+/// Retry `op` with capped exponential backoff until it succeeds; only
+/// shutdown (which aborts the task) ends it otherwise.
+async fn until_ok<T, E: std::fmt::Display, F, Fut>(what: &str, position: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, ?wait, %position, "{what} failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+type Image = (bytes::Bytes, lake::sniff::ImageFormat, String);
+
+/// The image a message carries (fetched, for a claim-check), or why not.
+async fn decide(ctx: &Ctx, msg: &OwnedMessage) -> Result<Image, Rejected> {
+    let headers: Vec<(&str, &[u8])> = msg
+        .headers()
+        .map(|h| h.iter().filter_map(|h| Some((h.key, h.value?))).collect())
+        .unwrap_or_default();
+    let view = message::Message {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key(),
+        headers: &headers,
+        payload: msg.payload(),
+    };
+    match message::parse(&view, ctx.max_bytes)? {
+        Inbound::Image {
+            data,
+            format,
+            dedup_key,
+        } => Ok((data, format, dedup_key)),
+        Inbound::ClaimCheck {
+            bucket,
+            key,
+            dedup_key,
+        } => {
+            let fetched = (|| ctx.claims.fetch(&bucket, &key))
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(200))
+                        .with_max_times(3),
+                )
+                .when(|e| matches!(e, ClaimError::Unavailable { .. }))
+                .await;
+            let data = match fetched {
+                Ok(d) => d,
+                Err(ClaimError::Rejected(r)) => return Err(r),
+                Err(e @ ClaimError::Unavailable { .. }) => {
+                    return Err(Rejected::new(
+                        DeadLetterReason::ClaimCheckUnreachable,
+                        e.to_string(),
+                    ));
+                }
+            };
+            let format = message::image_format(&data)?;
+            Ok((data, format, dedup_key))
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Distributed processing: `imgpipe process` consumes the events topic as
+//! a consumer group and feeds the processor; an event's offset is committed
+//! only once its image's outcome is durable, so a crash or a rebalance
+//! redelivers it, and the processor skips images already finished.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use lake::{ImageId, ImageReceived, config::KafkaConfig};
+use rdkafka::{
+    Message as _,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::KafkaError,
+};
+use tokio::sync::mpsc;
+
+use crate::group::{Commits, GroupContext};
+
+pub struct EventConsumer {
+    consumer: StreamConsumer<GroupContext>,
+    commits: Arc<Commits>,
+    commit_interval: Duration,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer").finish_non_exhaustive()
+    }
+}
+
+impl EventConsumer {
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+        let commits = Arc::new(Commits::default());
+        let context = GroupContext {
+            name: "process",
+            commits: commits.clone(),
+            // Let images in flight finish before a partition moves on.
+            hand_over_wait: cfg.timeout,
+        };
+        // Events are small; 16 MiB of prefetch is plenty.
+        let consumer: StreamConsumer<GroupContext> =
+            crate::client::consumer(cfg, &cfg.process_group, 64 << 20)
+                .set("statistics.interval.ms", "5000")
+                .create_with_context(context)?;
+        consumer.subscribe(&[&cfg.events_topic])?;
+        Ok(Self {
+            consumer,
+            commits,
+            commit_interval: cfg.commit_interval,
+        })
+    }
+
+    /// Feed `events` (the processor's queue, bounded) until `shutdown`;
+    /// `finished` reports the ids whose outcome is durable. Returns how many
+    /// events were handed to the processor.
+    pub async fn run(
+        self,
+        events: mpsc::Sender<ImageReceived>,
+        mut finished: mpsc::UnboundedReceiver<ImageId>,
+        shutdown: impl Future<Output = ()>,
+    ) -> u64 {
+        let Self {
+            consumer,
+            commits,
+            commit_interval,
+        } = self;
+        // Offsets waiting for each id's outcome.
+        let mut waiting: HashMap<ImageId, Vec<(String, i32, i64)>> = HashMap::new();
+        let mut handed = 0u64;
+        let mut tick = tokio::time::interval(commit_interval);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(id) = finished.recv() => {
+                    for (topic, partition, offset) in waiting.remove(&id).unwrap_or_default() {
+                        commits.finished(&topic, partition, offset);
+                    }
+                }
+                _ = tick.tick() => commits.commit(&consumer, CommitMode::Async),
+                // Taking a message needs room in the processor's queue.
+                permit = events.reserve() => {
+                    let Ok(permit) = permit else { break };
+                    let msg = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        m = consumer.recv() => m,
+                    };
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consuming events");
+                            continue;
+                        }
+                    };
+                    let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+                    match msg.payload().map(serde_json::from_slice::<ImageReceived>) {
+                        Some(Ok(event)) => {
+                            commits.started(&topic, partition, offset);
+                            waiting.entry(event.id).or_default().push((topic, partition, offset));
+                            permit.send(event);
+                            handed += 1;
+                        }
+                        // Only imgpipe writes this topic: a bad event is a bug
+                        // elsewhere, logged and passed over.
+                        _ => {
+                            metrics::counter!("imgpipe_kafka_bad_events_total").increment(1);
+                            tracing::error!(%topic, partition, offset, "unreadable ImageReceived event skipped");
+                            commits.started(&topic, partition, offset);
+                            commits.finished(&topic, partition, offset);
+                        }
+                    }
+                }
+            }
+        }
+        // Outcomes that are durable by now are committed; the rest come back.
+        while let Ok(id) = finished.try_recv() {
+            for (topic, partition, offset) in waiting.remove(&id).unwrap_or_default() {
+                commits.finished(&topic, partition, offset);
+            }
+        }
+        commits.commit(&consumer, CommitMode::Sync);
+        handed
+    }
+}

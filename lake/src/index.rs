@@ -1,0 +1,130 @@
+//! Small records that find images again: by a dedup key (API
+//! `Idempotency-Key`, Kafka message key or offset) and by content hash.
+//! Both live under `idempotency/` with the image id as the last key
+//! segment, so they expire and are erased with the image.
+
+use bytes::Bytes;
+
+use crate::{
+    ImageId, SharedStore, StoreError,
+    layout::{self, parse_key},
+    store::PutOptions,
+};
+
+/// Record that `id` was stored for `dedup_key`; the body is the image's
+/// SHA-256, to tell a redelivery from a different image under the same key.
+pub async fn record_dedup(
+    store: &SharedStore,
+    dedup_key: &str,
+    id: ImageId,
+    sha256: &str,
+    opts: &PutOptions,
+) -> Result<(), StoreError> {
+    store
+        .put(
+            &layout::idempotency_key(dedup_key, id),
+            Bytes::from(sha256.to_owned()),
+            opts,
+        )
+        .await
+}
+
+/// Ids recorded under `dedup_key`, oldest first, with the hash each was
+/// recorded with.
+pub async fn dedup_records(
+    store: &SharedStore,
+    dedup_key: &str,
+) -> Result<Vec<(ImageId, String)>, StoreError> {
+    let mut ids: Vec<(ImageId, String)> = store
+        .list(&layout::idempotency_prefix(dedup_key))
+        .await?
+        .into_iter()
+        .filter_map(|o| parse_key(&o.key).ok().map(|p| (p.id, o.key)))
+        .collect();
+    ids.sort();
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, key) in ids {
+        // Gone between list and get: swept or erased, so not a match.
+        if let Some(body) = store.get(&key).await? {
+            out.push((id, String::from_utf8_lossy(&body).into_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// The earliest image stored under `dedup_key` with exactly these bytes.
+pub async fn find_dedup(
+    store: &SharedStore,
+    dedup_key: &str,
+    sha256: &str,
+) -> Result<Option<ImageId>, StoreError> {
+    Ok(dedup_records(store, dedup_key)
+        .await?
+        .into_iter()
+        .find(|(_, sha)| sha == sha256)
+        .map(|(id, _)| id))
+}
+
+/// Index `id` by its content hash.
+pub async fn record_content(
+    store: &SharedStore,
+    sha256: &str,
+    id: ImageId,
+    opts: &PutOptions,
+) -> Result<(), StoreError> {
+    record_dedup(store, &layout::content_index_key(sha256), id, sha256, opts).await
+}
+
+/// Every image stored with this content hash, oldest first.
+pub async fn find_by_content(
+    store: &SharedStore,
+    sha256: &str,
+) -> Result<Vec<ImageId>, StoreError> {
+    let mut ids: Vec<ImageId> = store
+        .list(&layout::idempotency_prefix(&layout::content_index_key(
+            sha256,
+        )))
+        .await?
+        .into_iter()
+        .filter_map(|o| parse_key(&o.key).ok().map(|p| p.id))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::{Source, store::FsStore};
+
+    #[tokio::test]
+    async fn dedup_matches_key_and_bytes_and_content_finds_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let (a, b) = (
+            ImageId::new(t),
+            ImageId::new(t + chrono::Duration::seconds(1)),
+        );
+        let opts = PutOptions::for_image(a, Source::Kafka, "aa", t, "image/png");
+        record_dedup(&store, "kafka:k1", a, "aa", &opts)
+            .await
+            .unwrap();
+        record_dedup(&store, "kafka:k1", b, "bb", &opts)
+            .await
+            .unwrap();
+        assert_eq!(find_dedup(&store, "kafka:k1", "aa").await.unwrap(), Some(a));
+        assert_eq!(find_dedup(&store, "kafka:k1", "bb").await.unwrap(), Some(b));
+        assert_eq!(find_dedup(&store, "kafka:k1", "cc").await.unwrap(), None);
+        assert_eq!(find_dedup(&store, "kafka:k2", "aa").await.unwrap(), None);
+
+        record_content(&store, "AA", b, &opts).await.unwrap();
+        record_content(&store, "aa", a, &opts).await.unwrap();
+        assert_eq!(find_by_content(&store, "aa").await.unwrap(), vec![a, b]);
+        assert!(find_by_content(&store, "bb").await.unwrap().is_empty());
+    }
+}

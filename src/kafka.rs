@@ -1,0 +1,117 @@
+//! The Kafka side of the CLI: the bridge inside `imgpipe up` or alone
+//! (`imgpipe bridge`), distributed processing (`imgpipe process`), and the
+//! topics' retention for start-up checks and `imgpipe audit`.
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::{Context, Result, bail};
+use kafka_bridge::{Bridge, BridgeReport, Intake, topics};
+use lake::{Config, EventSink, Layout, SharedClock, SharedStore};
+
+/// Create the topics the bridge owns, then check every topic the bridge
+/// touches: warn, or refuse to start under `enforce`.
+pub async fn prepare_topics(config: &Config, enforce: bool, distributed: bool) -> Result<()> {
+    let k = &config.kafka;
+    let admin = topics::admin(k).context("creating the Kafka admin client")?;
+    topics::ensure_owned(&admin, k, config.retention.period)
+        .await
+        .context("creating the dead-letter and event topics")?;
+    let mut names = vec![k.topic.as_str(), k.dlq_topic.as_str()];
+    if distributed {
+        names.push(&k.events_topic);
+    }
+    let checked = topics::check(&admin, k, &names, config.retention.period)
+        .await
+        .context("reading the topics' retention settings")?;
+    let problems: Vec<String> = checked
+        .iter()
+        .filter_map(|t| Some(format!("topic {}: {}", t.topic, t.problem.as_ref()?)))
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if enforce || k.enforce_retention {
+        bail!(
+            "refusing to run: Kafka could keep data past the retention period:\n  {}\n\
+             set retention.ms and segment.ms on these topics so that their sum stays \
+             under the period, and message.timestamp.type=LogAppendTime (see README, Kafka)",
+            problems.join("\n  ")
+        );
+    }
+    for p in problems {
+        tracing::warn!("{p} (start with --enforce-retention to refuse)");
+    }
+    Ok(())
+}
+
+/// Retention problems of every topic, as audit violations.
+pub async fn audit_topics(config: &Config) -> Result<Vec<retention::audit::Violation>> {
+    let k = &config.kafka;
+    let admin = topics::admin(k).context("creating the Kafka admin client")?;
+    let names = [
+        k.topic.as_str(),
+        k.dlq_topic.as_str(),
+        k.events_topic.as_str(),
+    ];
+    let checked = topics::check(&admin, k, &names, config.retention.period)
+        .await
+        .context("reading the topics' retention settings")?;
+    Ok(checked
+        .into_iter()
+        .filter_map(|t| {
+            Some(retention::audit::Violation::Backstop {
+                detail: format!("kafka topic {}: {}", t.topic, t.problem?),
+            })
+        })
+        .collect())
+}
+
+pub fn intake(
+    config: &Config,
+    store: SharedStore,
+    clock: SharedClock,
+    events: Arc<dyn EventSink>,
+) -> Intake {
+    Intake {
+        store,
+        clock,
+        layout: Layout::new(config.retention()),
+        events,
+    }
+}
+
+/// The bridge, until `shutdown`.
+pub async fn run_bridge(
+    config: &Config,
+    intake: Intake,
+    shutdown: impl Future<Output = ()>,
+) -> Result<BridgeReport> {
+    let bridge = Bridge::new(config, intake).context("starting the Kafka consumer")?;
+    Ok(bridge.run(shutdown).await)
+}
+
+/// `imgpipe process`: a processor fed by the events topic, until `shutdown`.
+pub async fn run_processor(
+    config: &Config,
+    store: SharedStore,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<u64> {
+    let consumer =
+        kafka_bridge::EventConsumer::new(&config.kafka).context("starting the Kafka consumer")?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(config.processor.queue_capacity);
+    let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
+    let processor =
+        processor::Processor::new(config, store, clock, lake::inflight::InFlight::default())
+            .context("starting the processor pool")?
+            .sharing_the_lake(config, finished_tx);
+    // Nothing is requeued from a lake scan in distributed mode (the topic
+    // is the queue), and the processor stops once the consumer drops the
+    // last sender of events: after it finished what it was handed.
+    let (no_requeue, _) = tokio::sync::mpsc::channel(1);
+    let processing =
+        tokio::spawn(processor.run(events_rx, no_requeue, std::future::pending::<()>()));
+    let handed = consumer.run(events_tx, finished_rx, shutdown).await;
+    processing.await.context("processor task")?;
+    Ok(handed)
+}

@@ -1,0 +1,671 @@
+//! The Kafka bridge and distributed processing against a real
+//! Kafka-protocol broker (tansu, started by `.ci/run`): all three message
+//! forms from a standard client, dead letters, a crash before the commit,
+//! two processors sharing the events topic, and topic retention checks.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    ClientConfig, Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use lake::Store;
+
+use crate::common::{self, Imgpipe};
+
+/// The local broker from `.ci/run`; `None` skips (fails under CI).
+fn brokers() -> Option<String> {
+    match std::env::var("IMGPIPE_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_none(),
+                "IMGPIPE_TEST_KAFKA is not set but IMGPIPE_REQUIRE_SERVERS is"
+            );
+            eprintln!("skipping: IMGPIPE_TEST_KAFKA is not set (run `bash .ci/run`)");
+            None
+        }
+    }
+}
+
+/// Unique topic and group names, so tests never share broker state.
+fn names(tag: &str) -> (String, String) {
+    let unique = common::unique_bucket(tag);
+    (format!("{unique}-images"), format!("{unique}-bridge"))
+}
+
+/// The env that points imgpipe at the broker, topic and its own groups.
+fn kafka_env<'a>(brokers: &'a str, topic: &'a str, group: &'a str) -> Vec<(String, String)> {
+    vec![
+        ("IMGPIPE_KAFKA_BROKERS".into(), brokers.into()),
+        ("IMGPIPE_KAFKA_TOPIC".into(), topic.into()),
+        ("IMGPIPE_KAFKA_GROUP".into(), group.into()),
+        ("IMGPIPE_KAFKA_DLQ_TOPIC".into(), format!("{topic}.dlq")),
+        (
+            "IMGPIPE_KAFKA_EVENTS_TOPIC".into(),
+            format!("{topic}.received"),
+        ),
+        (
+            "IMGPIPE_KAFKA__PROCESS_GROUP".into(),
+            format!("{group}-process"),
+        ),
+        ("IMGPIPE_PROCESSOR__FLUSH_INTERVAL".into(), "1s".into()),
+    ]
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap()
+}
+
+/// The customer's topic, with retention that fits the period (or not).
+async fn create_topic(brokers: &str, topic: &str, partitions: i32, retention_ms: Option<&str>) {
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    if let Some(ms) = retention_ms {
+        t = t.set("retention.ms", ms).set("segment.ms", "3600000");
+    }
+    let results = admin(brokers)
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+const SIX_DAYS_MS: &str = "518400000";
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "16777216")
+        .create()
+        .unwrap()
+}
+
+async fn produce(p: &FutureProducer, topic: &str, key: Option<&str>, value: &[u8]) {
+    let mut record = FutureRecord::<str, [u8]>::to(topic).payload(value);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    p.send(record, Duration::from_secs(30)).await.unwrap();
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A corpus photo with its bytes.
+struct Img {
+    name: String,
+    path: String,
+    bytes: Vec<u8>,
+    width: u32,
+}
+
+/// Up to `n` corpus photos smaller than `max_bytes`.
+fn photos(max_bytes: usize, n: usize) -> Vec<Img> {
+    common::corpus()
+        .into_iter()
+        .map(|c| Img {
+            bytes: std::fs::read(&c.path).unwrap(),
+            path: c.path.to_string_lossy().into_owned(),
+            name: c.file,
+            width: c.width,
+        })
+        .filter(|i| i.bytes.len() < max_bytes)
+        .take(n)
+        .collect()
+}
+
+/// `GET /v1/images?sha256=` until exactly one image with these bytes is
+/// final (and never more than one).
+async fn wait_one_final(client: &reqwest::Client, app: &Imgpipe, sha: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v: Value = client
+            .get(app.url(&format!("/v1/images?sha256={sha}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let images = v["images"].as_array().unwrap();
+        assert!(images.len() <= 1, "more than one image for {sha}: {v}");
+        if let Some(img) = images.first()
+            && common::is_final(img)
+        {
+            return img.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no final image for {sha}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn python() -> Option<String> {
+    std::env::var("IMGPIPE_TEST_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// The documented example producer, a standard client (confluent-kafka).
+fn produce_py(brokers: &str, topic: &str, args: &[&str]) {
+    let python = python().expect("IMGPIPE_TEST_PYTHON");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/produce.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--brokers", brokers, "--topic", topic])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "produce.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_in_all_three_forms_reach_processed_once() {
+    let Some(brokers) = brokers() else { return };
+    let Some((claims, claims_cfg)) = common::s3_lake("claims", "").await else {
+        return;
+    };
+    if python().is_none() {
+        assert!(std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_none());
+        return;
+    }
+    let (topic, group) = names("forms");
+    create_topic(&brokers, &topic, 2, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = kafka_env(&brokers, &topic, &group);
+    env.push((
+        "IMGPIPE_KAFKA__CLAIM_CHECK_ENDPOINT".into(),
+        claims_cfg.endpoint.clone().unwrap(),
+    ));
+    let app = Imgpipe::start(&dir.path().join("lake"), &as_refs(&env));
+
+    let small = photos(4 << 20, 6);
+    let (raw, envelope, claim) = (&small[0..3], &small[3..5], &small[5]);
+    let paths = |imgs: &[Img]| imgs.iter().map(|c| c.path.clone()).collect::<Vec<_>>();
+    let raw_paths = paths(raw);
+    let raw_args: Vec<&str> = raw_paths.iter().map(String::as_str).collect();
+    produce_py(&brokers, &topic, &raw_args);
+    let env_paths = paths(envelope);
+    let mut env_args = vec!["--form", "envelope"];
+    env_args.extend(env_paths.iter().map(String::as_str));
+    produce_py(&brokers, &topic, &env_args);
+    // Claim-check: the producer put the image in its own bucket.
+    claims
+        .put(
+            "incoming/big.img",
+            bytes::Bytes::from(claim.bytes.clone()),
+            &lake::store::PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let uri = format!("s3://{}/incoming/big.img", claims_cfg.bucket);
+    produce_py(&brokers, &topic, &["--form", "claim-check", &uri]);
+    // A producer retry of the first image: same key, same bytes.
+    produce_py(&brokers, &topic, &raw_args[..1]);
+
+    let client = common::client();
+    let all: Vec<&Img> = raw.iter().chain(envelope).chain([claim]).collect();
+    for img in &all {
+        let status = wait_one_final(&client, &app, &sha256(&img.bytes)).await;
+        assert_eq!(status["status"], "processed", "{}: {status}", img.name);
+        assert_eq!(status["metadata"]["source"], "kafka");
+        assert_eq!(status["metadata"]["width"], img.width, "{}", img.name);
+    }
+    // The producer's object is theirs: left in place.
+    assert!(claims.exists("incoming/big.img").await.unwrap());
+    // Lag comes from librdkafka's statistics, every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let m = client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("imgpipe_kafka_consumer_lag{") || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        metrics.contains("imgpipe_kafka_messages_total 7"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imgpipe_kafka_images_total{delivery=\"redelivered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "imgpipe_kafka_consumer_lag{{group=\"bridge\",topic=\"{topic}\",partition=\"0\"}} 0"
+        )),
+        "{metrics}"
+    );
+    app.stop();
+    let rows = common::parquet_rows(&dir.path().join("lake"));
+    assert_eq!(rows.len(), all.len());
+    let refs: HashSet<_> = rows.iter().filter_map(|r| r.source_ref.clone()).collect();
+    assert!(
+        refs.iter().all(|r| r.starts_with(&format!("{topic}/"))),
+        "{refs:?}"
+    );
+}
+
+/// Every message on `topic`, as (reason header, key) pairs, until `n` arrived.
+async fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<(String, Option<String>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} dead letters: {out:?}", out.len()))
+            .unwrap();
+        let reason = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "imgpipe-reason"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        out.push((reason, key));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_messages_go_to_the_dead_letter_topic_and_never_block() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("dlq");
+    // One partition: the good image after the bad ones proves nothing blocks.
+    create_topic(&brokers, &topic, 1, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = kafka_env(&brokers, &topic, &group);
+    env.push(("IMGPIPE_KAFKA__MAX_IMAGE_BYTES".into(), "300000".into()));
+    // Claim-checks point at a port where nothing listens.
+    env.push((
+        "IMGPIPE_KAFKA__CLAIM_CHECK_ENDPOINT".into(),
+        "http://127.0.0.1:9".into(),
+    ));
+    env.push(("AWS_ACCESS_KEY_ID".into(), "x".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "y".into()));
+    let app = Imgpipe::start(&dir.path().join("lake"), &as_refs(&env));
+
+    let big = photos(usize::MAX, 40)
+        .into_iter()
+        .find(|c| c.bytes.len() > 300_000)
+        .unwrap();
+    let good = photos(300_000, 1).pop().unwrap();
+    let p = producer(&brokers);
+    produce(&p, &topic, Some("text"), b"hello, not an image").await;
+    produce(&p, &topic, Some("big"), &big.bytes).await;
+    produce(
+        &p,
+        &topic,
+        Some("envelope"),
+        br#"{"key": "x", "data_base64": "#,
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        Some("claim"),
+        br#"{"s3_uri": "s3://nobody/nothing.jpg"}"#,
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        Some("heic"),
+        b"\0\0\0\x18ftypheic\0\0\0\0mif1heic",
+    )
+    .await;
+    produce(&p, &topic, Some("good"), &good.bytes).await;
+
+    let client = common::client();
+    let status = wait_one_final(&client, &app, &sha256(&good.bytes)).await;
+    assert_eq!(status["status"], "processed");
+    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 5).await;
+    got.sort();
+    let want = [
+        ("broken_envelope", "envelope"),
+        ("claim_check_unreachable", "claim"),
+        ("not_an_image", "text"),
+        ("too_big", "big"),
+        ("unsupported_format", "heic"),
+    ];
+    let want: Vec<(String, Option<String>)> = want
+        .iter()
+        .map(|(r, k)| ((*r).to_owned(), Some((*k).to_owned())))
+        .collect();
+    assert_eq!(got, want);
+    let metrics = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, _) in &want {
+        assert!(
+            metrics.contains(&format!(
+                "imgpipe_kafka_dead_letters_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
+    app.stop();
+    // Nothing of the refused messages is in the lake.
+    assert_eq!(common::parquet_rows(&dir.path().join("lake")).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_commit_redelivers_without_a_second_image() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("crash");
+    create_topic(&brokers, &topic, 2, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let env = kafka_env(&brokers, &topic, &group);
+    // Nothing is committed before the crash.
+    let mut no_commits = env.clone();
+    no_commits.push(("IMGPIPE_KAFKA__COMMIT_INTERVAL".into(), "1h".into()));
+    let app = Imgpipe::start(&lake_dir, &as_refs(&no_commits));
+
+    let images = photos(2 << 20, 8);
+    let p = producer(&brokers);
+    for (i, img) in images.iter().enumerate() {
+        // Half keyed, half deduplicated by their position.
+        let key = (i % 2 == 0).then(|| img.name.clone());
+        produce(&p, &topic, key.as_deref(), &img.bytes).await;
+    }
+    let client = common::client();
+    for img in &images {
+        wait_one_final(&client, &app, &sha256(&img.bytes)).await;
+    }
+    app.kill_hard();
+
+    // Every message comes again; none makes a second image.
+    let app = Imgpipe::start(&lake_dir, &as_refs(&env));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(&format!(
+            "imgpipe_kafka_images_total{{delivery=\"redelivered\"}} {}",
+            images.len()
+        )) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redeliveries not seen: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for img in &images {
+        wait_one_final(&client, &app, &sha256(&img.bytes)).await;
+    }
+    app.stop();
+    let rows = common::parquet_rows(&lake_dir);
+    let ids: HashSet<_> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(rows.len(), images.len());
+    assert_eq!(ids.len(), images.len());
+    let raws = common::files_under(&lake_dir.join("raw"));
+    assert_eq!(raws.len(), images.len(), "{raws:?}");
+}
+
+/// An `imgpipe` subcommand whose output lines are collected.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgpipe"));
+        cmd.args(args)
+            .env("IMGPIPE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("  | {line}");
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    fn wait_for(&self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+        {
+            assert!(start.elapsed() < limit, "no {needle:?} within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, wait, and return everything it printed.
+    fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exited with {status}");
+        std::thread::sleep(Duration::from_millis(200));
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processors_share_the_event_topic_and_process_each_image_once() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("shared");
+    create_topic(&brokers, &topic, 2, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_string_lossy().into_owned();
+    let env = kafka_env(&brokers, &topic, &group);
+
+    let bridge = Running::start(&["bridge", "--data-dir", &lake_arg], &env);
+    // The bridge creates the events topic (4 partitions) before consuming.
+    bridge.wait_for("bridge consuming", Duration::from_secs(30));
+    let first = Running::start(&["process", "--data-dir", &lake_arg], &env);
+    first.wait_for("partitions assigned", Duration::from_secs(60));
+    let second = Running::start(&["process", "--data-dir", &lake_arg], &env);
+    second.wait_for("partitions assigned", Duration::from_secs(60));
+
+    // The HTTP API in distributed mode publishes to the same events topic.
+    let serve = Running::start(
+        &["serve", "--data-dir", &lake_arg, "--listen", "127.0.0.1:0"],
+        &env,
+    );
+    serve.wait_for("imgpipe serve: listening on ", Duration::from_secs(30));
+    let base = serve
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("imgpipe serve: listening on ")
+                .map(str::to_owned)
+        })
+        .unwrap();
+
+    let mut images = photos(2 << 20, 17);
+    let uploaded = images.pop().unwrap();
+    let p = producer(&brokers);
+    for img in &images {
+        produce(&p, &topic, Some(&img.name), &img.bytes).await;
+    }
+    let resp = common::client()
+        .post(format!("{base}/v1/images"))
+        .body(uploaded.bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    images.push(uploaded);
+    // Done when every image has its row.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while common::parquet_rows(&lake).len() < images.len() {
+        assert!(Instant::now() < deadline, "not every image processed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let handed: Vec<u64> = [first, second]
+        .into_iter()
+        .map(|p| {
+            let lines = p.stop();
+            lines
+                .iter()
+                .find_map(|l| {
+                    l.strip_prefix("imgpipe process: stopped after ")?
+                        .strip_suffix(" events")?
+                        .parse()
+                        .ok()
+                })
+                .expect("process summary line")
+        })
+        .collect();
+    bridge.stop();
+    serve.stop();
+    assert!(
+        handed.iter().all(|&n| n > 0),
+        "one processor got nothing: {handed:?}"
+    );
+    let rows = common::parquet_rows(&lake);
+    let mut per_sha: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *per_sha.entry(r.sha256.clone()).or_default() += 1;
+    }
+    let from_kafka = rows
+        .iter()
+        .filter(|r| r.source == lake::Source::Kafka)
+        .count();
+    assert_eq!(from_kafka, images.len() - 1);
+    assert_eq!(rows.len(), images.len(), "rows: {per_sha:?}");
+    for img in &images {
+        assert_eq!(per_sha.get(&sha256(&img.bytes)), Some(&1), "{}", img.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_retention_is_checked_at_start_and_by_the_audit() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("retention");
+    // The customer's topic keeps messages for the broker default.
+    create_topic(&brokers, &topic, 1, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_string_lossy().into_owned();
+    let env = kafka_env(&brokers, &topic, &group);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_imgpipe"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["bridge", "--enforce-retention", "--data-dir", &lake_arg]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("refusing to run"), "{err}");
+    assert!(
+        err.contains(&format!("topic {topic}: retention.ms is not set")),
+        "{err}"
+    );
+
+    let (code, out, _) = run(&["audit", "--data-dir", &lake_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("kafka topic {topic}")), "{out}");
+    // The topics imgpipe created itself pass.
+    assert!(!out.contains(".dlq"), "{out}");
+
+    let (good, _) = names("retention-ok");
+    create_topic(&brokers, &good, 1, Some(SIX_DAYS_MS)).await;
+    let mut env_ok = env.clone();
+    env_ok.retain(|(k, _)| k != "IMGPIPE_KAFKA_TOPIC");
+    env_ok.push(("IMGPIPE_KAFKA_TOPIC".into(), good.clone()));
+    let out = Command::new(env!("CARGO_BIN_EXE_imgpipe"))
+        .args(["audit", "--data-dir", &lake_arg])
+        .envs(env_ok.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+}
