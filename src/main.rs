@@ -320,6 +320,18 @@ fn require_kafka(config: &Config, command: &str) -> Result<()> {
     Ok(())
 }
 
+/// The policy the API's metadata listing enforces, with every principal
+/// the API config names checked against it.
+fn api_policy(config: &Config) -> Result<policies::Policy> {
+    let policy = policies::Policy::load(config.api.policy.as_deref())?;
+    for name in std::iter::once(&config.api.principal).chain(config.api.key_principals.values()) {
+        policy
+            .principal(name)
+            .with_context(|| format!("api.principal / api.key_principals: {name:?}"))?;
+    }
+    Ok(policy)
+}
+
 /// Prometheus metrics for every later `metrics::` call, rendered at `/metrics`.
 fn metrics_route() -> Result<axum::Router> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -352,6 +364,7 @@ async fn serve(config: Config) -> Result<()> {
         Arc::new(SystemClock),
         events,
         InFlight::default(),
+        api_policy(&config)?,
     );
     let app = ingest_api::router(state).merge(metrics_route()?);
     println!("imgpipe serve: listening on http://{addr}");
@@ -449,8 +462,14 @@ async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: boo
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    let state =
-        ingest_api::AppState::new(&config, store.clone(), clock, Arc::new(events_tx), inflight);
+    let state = ingest_api::AppState::new(
+        &config,
+        store.clone(),
+        clock,
+        Arc::new(events_tx),
+        inflight,
+        api_policy(&config)?,
+    );
     let app = ingest_api::router(state).merge(metrics_route()?);
     let serving = tokio::spawn(ingest_api::run(listener, app, stopped(&stop_rx)));
     println!("imgpipe up: listening on http://{addr}");

@@ -12,15 +12,25 @@ use axum::{
 
 use crate::{ApiError, AppState};
 
+/// Who is calling, as a principal of the policy (for the metadata listing).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: String,
+}
+
 pub async fn require_key(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let keys = &state.config.api_keys;
-    if keys.is_empty()
-        || presented(request.headers()).is_some_and(|k| keys.iter().any(|ok| constant_eq(ok, k)))
-    {
+    let key = presented(request.headers()).and_then(|k| keys.iter().find(|ok| constant_eq(ok, k)));
+    if keys.is_empty() || key.is_some() {
+        let principal = key
+            .and_then(|k| state.config.key_principals.get(k))
+            .unwrap_or(&state.config.principal)
+            .clone();
+        request.extensions_mut().insert(Caller { principal });
         return next.run(request).await;
     }
     ApiError::new(

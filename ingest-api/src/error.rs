@@ -40,6 +40,16 @@ impl ApiError {
         )
     }
 
+    /// A bug on our side; the detail goes to the log, not the client.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side",
+        )
+    }
+
     /// Storage trouble: the client may retry.
     pub fn unavailable(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "storage error");

@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+mod listing;
 mod routes;
 mod status;
 mod upload;
@@ -29,6 +30,8 @@ pub struct AppState {
     /// The in-process channel (embedded) or the events topic (distributed).
     pub events: Arc<dyn EventSink>,
     pub inflight: InFlight,
+    /// Who may see which metadata columns and rows.
+    pub policy: policies::Policy,
     upload_slots: tokio::sync::Semaphore,
     idempotency_locks: upload::KeyLocks,
 }
@@ -40,6 +43,7 @@ impl AppState {
         clock: SharedClock,
         events: Arc<dyn EventSink>,
         inflight: InFlight,
+        policy: policies::Policy,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -48,6 +52,7 @@ impl AppState {
             config: cfg.api.clone(),
             events,
             inflight,
+            policy,
             upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
             idempotency_locks: upload::KeyLocks::default(),
         })

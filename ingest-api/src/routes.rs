@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, Query, Request, State},
+    extract::{DefaultBodyLimit, Path, Request, State},
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -11,11 +11,11 @@ use axum::{
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::{ApiError, AppState, auth, status, upload};
+use crate::{ApiError, AppState, auth, listing, status, upload};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
-        .route("/v1/images", post(upload::upload).get(find_images))
+        .route("/v1/images", post(upload::upload).get(listing::get_images))
         .route("/v1/images/{id}", get(get_image).delete(erase_image))
         // Upload size is enforced by the upload handler, per file and
         // before buffering, with a JSON 413.
@@ -64,41 +64,6 @@ async fn get_image(
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
     Ok(Json(status::lookup(&state, id).await?))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct FindQuery {
-    sha256: Option<String>,
-}
-
-/// `GET /v1/images?sha256=<hex>`: the live images with exactly these bytes,
-/// oldest first — so a client can tell whether an image is already in.
-async fn find_images(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<FindQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Some(sha256) = q.sha256 else {
-        return Err(ApiError::bad_request(
-            "missing_query",
-            "give sha256=<64 hex digits> to find images by content",
-        ));
-    };
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(
-            "invalid_sha256",
-            "sha256 must be 64 hex digits",
-        ));
-    }
-    let mut images = Vec::new();
-    for id in lake::index::find_by_content(&state.store, &sha256).await? {
-        match status::lookup(&state, id).await {
-            Ok(s) => images.push(s),
-            // Expired or erased since it was indexed.
-            Err(e) if e.status == StatusCode::NOT_FOUND => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Json(json!({ "images": images })))
 }
 
 /// Erase every byte of the image now: 204, or 404 if nothing of it exists.

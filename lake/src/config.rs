@@ -85,6 +85,14 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Uploads handled at once; bounds memory at about this × max_upload_bytes.
     pub max_concurrent_uploads: usize,
+    /// The policy principal whose view the metadata listing shows to a
+    /// caller whose key has no entry in `key_principals` (or to everyone,
+    /// without keys).
+    pub principal: String,
+    /// API key → policy principal, for the metadata listing.
+    pub key_principals: std::collections::BTreeMap<String, String>,
+    /// The policy file; unset means the shipped `policies/default.toml`.
+    pub policy: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -96,6 +104,9 @@ impl Default for ApiConfig {
             api_keys: Vec::new(),
             request_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 16,
+            principal: "analyst".into(),
+            key_principals: Default::default(),
+            policy: None,
         }
     }
 }
@@ -378,6 +389,17 @@ impl Config {
             return bad(
                 "api.max_files_per_request and api.max_concurrent_uploads must be positive".into(),
             );
+        }
+        if let Some(key) = self
+            .api
+            .key_principals
+            .keys()
+            .find(|k| !self.api.api_keys.contains(k))
+        {
+            return bad(format!(
+                "api.key_principals names a key that is not in api.api_keys (starting {:?})",
+                key.chars().take(4).collect::<String>()
+            ));
         }
         if self.api.api_keys.iter().any(|k| k.len() < 16) {
             return bad("api.api_keys: every key must be at least 16 characters".into());

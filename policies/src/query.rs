@@ -6,17 +6,22 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, DurationRound, Utc};
 use datafusion::{
     arrow::{array::RecordBatch, datatypes::SchemaRef},
+    dataframe::DataFrame,
     datasource::MemTable,
     error::DataFusionError,
     execution::context::SQLOptions,
     prelude::{SessionContext, col, lit},
     scalar::ScalarValue,
 };
-use lake::{SharedStore, StoreError, layout::Area};
+use lake::{
+    SharedStore, StoreError,
+    layout::{self, Area},
+};
 
-use crate::{Policy, PolicyError};
+use crate::{Policy, PolicyError, Principal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -49,12 +54,122 @@ pub async fn load(store: &SharedStore) -> Result<Vec<RecordBatch>, QueryError> {
     Ok(batches)
 }
 
+/// The metadata rows received in `[from, to)`, reading only the hour
+/// partitions that range covers.
+pub async fn load_range(
+    store: &SharedStore,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut batches = Vec::new();
+    let mut hour = from
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap_or(from);
+    while hour < to {
+        let prefix = format!("{}{}/", Area::Metadata.prefix(), layout::partition(hour));
+        for obj in store.list(&prefix).await? {
+            let Some(file) = store.get(&obj.key).await? else {
+                continue;
+            };
+            batches.extend(
+                lake::schema::read_batches(file).map_err(|e| QueryError::File {
+                    key: obj.key.clone(),
+                    detail: e.to_string(),
+                })?,
+            );
+        }
+        hour += chrono::Duration::hours(1);
+    }
+    Ok(batches)
+}
+
+fn sql_error(e: DataFusionError) -> QueryError {
+    QueryError::Sql(e.to_string())
+}
+
+/// `principal`'s view of `batches` at `now`: rows within retention that
+/// its filter admits, the columns its tags grant.
+fn principal_view(
+    ctx: &SessionContext,
+    who: &Principal,
+    visible: &[String],
+    batches: Vec<RecordBatch>,
+    now: DateTime<Utc>,
+) -> Result<DataFrame, QueryError> {
+    let table =
+        MemTable::try_new(lake::schema::arrow_schema(), vec![batches]).map_err(sql_error)?;
+    let mut view = ctx.read_table(Arc::new(table)).map_err(sql_error)?;
+    // Expired rows are gone, swept yet or not.
+    view = view
+        .filter(col("expires_at").gt(timestamp(now)))
+        .map_err(sql_error)?;
+    if let Some(filter) = &who.row_filter {
+        let predicate = view.parse_sql_expr(filter).map_err(sql_error)?;
+        view = view.filter(predicate).map_err(sql_error)?;
+    }
+    let columns: Vec<&str> = visible.iter().map(String::as_str).collect();
+    view.select_columns(&columns).map_err(sql_error)
+}
+
+fn timestamp(at: DateTime<Utc>) -> datafusion::prelude::Expr {
+    lit(ScalarValue::TimestampMillisecond(
+        Some(at.timestamp_millis()),
+        Some("UTC".into()),
+    ))
+}
+
+/// One page of the metadata listing (`GET /v1/images?from=&to=…`).
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    /// Only rows with an id after this one (ids sort by receipt time).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// The page as `principal` may see it, in id order; at most `limit` rows.
+pub async fn list(
+    policy: &Policy,
+    principal: &str,
+    batches: Vec<RecordBatch>,
+    now: DateTime<Utc>,
+    page: &Listing,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let who = policy.principal(principal)?;
+    let visible = policy.visible_columns(who);
+    let ctx = SessionContext::new();
+    let mut view = principal_view(&ctx, who, &visible, batches, now)?;
+    let mut wanted = col("received_at")
+        .gt_eq(timestamp(page.from))
+        .and(col("received_at").lt(timestamp(page.to)));
+    for (column, value) in [("source", &page.source), ("status", &page.status)] {
+        if let Some(v) = value {
+            if !visible.iter().any(|c| c == column) {
+                return Err(QueryError::ColumnDenied(column.into()));
+            }
+            wanted = wanted.and(col(column).eq(lit(v.as_str())));
+        }
+    }
+    if let Some(after) = &page.after {
+        wanted = wanted.and(col("id").gt(lit(after.as_str())));
+    }
+    view = view
+        .filter(wanted)
+        .and_then(|v| v.sort(vec![col("id").sort(true, false)]))
+        .and_then(|v| v.limit(0, Some(page.limit)))
+        .map_err(sql_error)?;
+    view.collect().await.map_err(sql_error)
+}
+
 /// Run `sql` as `principal` over `batches` at instant `now`.
 pub async fn run(
     policy: &Policy,
     principal: &str,
     batches: Vec<RecordBatch>,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     let who = policy.principal(principal)?;
@@ -68,21 +183,7 @@ pub async fn run(
         .collect();
 
     let ctx = SessionContext::new();
-    let sql_error = |e: DataFusionError| QueryError::Sql(e.to_string());
-    let table = MemTable::try_new(schema, vec![batches]).map_err(sql_error)?;
-    let mut view = ctx.read_table(Arc::new(table)).map_err(sql_error)?;
-    // Expired rows are gone, swept yet or not.
-    let now = lit(ScalarValue::TimestampMillisecond(
-        Some(now.timestamp_millis()),
-        Some("UTC".into()),
-    ));
-    view = view.filter(col("expires_at").gt(now)).map_err(sql_error)?;
-    if let Some(filter) = &who.row_filter {
-        let predicate = view.parse_sql_expr(filter).map_err(sql_error)?;
-        view = view.filter(predicate).map_err(sql_error)?;
-    }
-    let columns: Vec<&str> = visible.iter().map(String::as_str).collect();
-    view = view.select_columns(&columns).map_err(sql_error)?;
+    let view = principal_view(&ctx, who, &visible, batches, now)?;
     ctx.register_table("images", view.into_view())
         .map_err(sql_error)?;
 
