@@ -5,6 +5,7 @@
 //! `imgpipe query`, so the grants are testable without AWS.
 
 pub mod glue;
+pub mod lake_formation;
 pub mod query;
 pub mod terraform;
 

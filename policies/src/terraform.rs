@@ -117,6 +117,13 @@ pub fn render(policy: &Policy) -> Value {
 mod tests {
     use super::*;
 
+    /// The whole rendering, reviewed as a snapshot (`cargo insta review`
+    /// after an intended change).
+    #[test]
+    fn rendering_snapshot() {
+        insta::assert_json_snapshot!(render(&Policy::load(None).unwrap()));
+    }
+
     #[test]
     fn renders_every_resource_kind_with_the_provider_block_shapes() {
         let policy = Policy::load(None).unwrap();

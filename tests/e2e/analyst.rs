@@ -313,3 +313,100 @@ async fn the_metadata_listing_pages_by_time_and_enforces_the_callers_principal()
     }
     app.stop();
 }
+
+/// `imgpipe policies plan/apply` against a real Lake Formation API
+/// implementation (moto's server): the diff, exactly that diff applied,
+/// and nothing left to do the second time.
+#[test]
+fn policies_plan_and_apply_converge_and_apply_twice_changes_nothing() {
+    let Some(endpoint) = std::env::var("IMGPIPE_TEST_LAKEFORMATION")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        assert!(
+            std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_none(),
+            "IMGPIPE_TEST_LAKEFORMATION is not set but IMGPIPE_REQUIRE_SERVERS is"
+        );
+        eprintln!("skipping: IMGPIPE_TEST_LAKEFORMATION is not set (run `bash .ci/run`)");
+        return;
+    };
+    // A catalog of its own: moto keeps state per catalog id.
+    let catalog = format!("{}", 100_000_000_000u64 + u64::from(std::process::id()));
+    let run = |verb: &str, policy: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imgpipe"));
+        cmd.args([
+            "policies",
+            verb,
+            "--database",
+            "imgpipe",
+            "--catalog-id",
+            &catalog,
+        ])
+        .env("IMGPIPE_LAKEFORMATION_ENDPOINT", &endpoint)
+        .env("AWS_REGION", "us-east-1");
+        if let Some(p) = policy {
+            cmd.arg("--policy").arg(p);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{verb}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+
+    let plan = run("plan", None);
+    assert!(
+        plan.contains("+ lf-tag sensitivity = [public, restricted]"),
+        "{plan}"
+    );
+    assert!(plan.contains("gps_lat"), "{plan}");
+    assert!(
+        plan.contains("to arn:aws:iam::111122223333:role/imgpipe-analyst"),
+        "{plan}"
+    );
+    assert!(plan.contains("Plan: 5 changes."), "{plan}");
+    // Plan changes nothing.
+    assert_eq!(run("plan", None), plan);
+    assert!(run("apply", None).contains("Applied 5 changes."));
+    assert!(run("plan", None).contains("No changes"));
+    assert!(run("apply", None).contains("No changes"));
+
+    // Edit the policy: GPS latitude becomes public, the analyst goes, an
+    // auditor comes. The plan is exactly that.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.toml"),
+    )
+    .unwrap();
+    let edited = shipped
+        .replace(
+            "\"status\", \"script_version\",\n]",
+            "\"status\", \"script_version\", \"gps_lat\",\n]",
+        )
+        .replace("\"gps_lat\", \"gps_lon\"]", "\"gps_lon\"]")
+        .replace("[principals.analyst]", "[principals.auditor]")
+        .replace("role/imgpipe-analyst", "role/imgpipe-auditor");
+    assert_ne!(edited, shipped);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.toml");
+    std::fs::write(&path, &edited).unwrap();
+    let plan = run("plan", Some(&path));
+    let lines: Vec<&str> = plan.lines().filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "~ columns sensitivity=public: gps_lat (was restricted)",
+            "- revoke DESCRIBE, SELECT on tables where sensitivity in [public] to arn:aws:iam::111122223333:role/imgpipe-analyst",
+            "+ grant DESCRIBE, SELECT on tables where sensitivity in [public] to arn:aws:iam::111122223333:role/imgpipe-auditor",
+            "Plan: 3 changes. Run `imgpipe policies apply` to make them.",
+        ],
+        "{plan}"
+    );
+    assert!(run("apply", Some(&path)).contains("Applied 3 changes."));
+    assert!(run("plan", Some(&path)).contains("No changes"));
+    // And back.
+    assert!(run("apply", None).contains("Applied 3 changes."));
+    assert!(run("plan", None).contains("No changes"));
+}
