@@ -253,6 +253,17 @@ async fn accept(
     let raw_key = layout::raw_key(id);
     let opts = PutOptions::for_image(id, Source::Http, &sha256, expires_at, format.mime());
     let bytes = upload.data.len() as u64;
+    let event = ImageReceived {
+        id,
+        raw_key: raw_key.clone(),
+        source: Source::Http,
+        source_ref: upload.name.or_else(|| idempotency_key.clone()),
+        bytes,
+        sha256: sha256.clone(),
+        content_type: format.mime().to_owned(),
+        received_at,
+    };
+    lake::index::record_event(&state.store, &event, &opts).await?;
     state.store.put(&raw_key, upload.data, &opts).await?;
     lake::index::record_content(&state.store, &sha256, id, &opts).await?;
     if let Some(key) = &idempotency_key {
@@ -267,16 +278,6 @@ async fn accept(
             )
             .await?;
     }
-    let event = ImageReceived {
-        id,
-        raw_key,
-        source: Source::Http,
-        source_ref: upload.name.or(idempotency_key),
-        bytes,
-        sha256,
-        content_type: format.mime().to_owned(),
-        received_at,
-    };
     // Embedded: raw is durable already, so if the processor is gone the
     // next start's reconciliation picks the image up. Distributed: the
     // event topic is how the image reaches a processor, so failing to

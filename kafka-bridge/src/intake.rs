@@ -76,23 +76,22 @@ impl Intake {
         } else if self.finished(id).await? {
             return Ok(stored);
         }
-        let bytes = data.len() as u64;
+        let event = ImageReceived {
+            id,
+            raw_key: raw_key.clone(),
+            source: Source::Kafka,
+            source_ref: Some(source_ref.to_owned()),
+            bytes: data.len() as u64,
+            sha256: sha256.clone(),
+            content_type: format.mime().to_owned(),
+            received_at: id.received_at(),
+        };
         if matches!(stored, Stored::New(_)) || !self.store.exists(&raw_key).await? {
+            index::record_event(&self.store, &event, &opts).await?;
             self.store.put(&raw_key, data, &opts).await?;
         }
         index::record_content(&self.store, &sha256, id, &opts).await?;
-        self.events
-            .emit(ImageReceived {
-                id,
-                raw_key,
-                source: Source::Kafka,
-                source_ref: Some(source_ref.to_owned()),
-                bytes,
-                sha256,
-                content_type: format.mime().to_owned(),
-                received_at: id.received_at(),
-            })
-            .await?;
+        self.events.emit(event).await?;
         Ok(stored)
     }
 

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::{
-    ImageId, SharedStore, StoreError,
+    ImageId, ImageReceived, SharedStore, StoreError,
     layout::{self, parse_key},
     store::PutOptions,
 };
@@ -92,6 +92,37 @@ pub async fn find_by_content(
     Ok(ids)
 }
 
+fn event_key(id: ImageId) -> String {
+    layout::idempotency_key(&format!("event:{id}"), id)
+}
+
+/// Keep the image's `ImageReceived` in the lake, written before the raw
+/// object: if the process dies before the processor has it, start-up
+/// reconciliation rebuilds the event from this — source and source_ref
+/// included — rather than guessing them.
+pub async fn record_event(
+    store: &SharedStore,
+    event: &ImageReceived,
+    opts: &PutOptions,
+) -> Result<(), StoreError> {
+    let key = event_key(event.id);
+    let body = serde_json::to_vec(event).map_err(|e| StoreError::backend("encode", &key, e))?;
+    store.put(&key, Bytes::from(body), opts).await
+}
+
+/// The event recorded for `id`, if any (and readable).
+pub async fn recorded_event(
+    store: &SharedStore,
+    id: ImageId,
+) -> Result<Option<ImageReceived>, StoreError> {
+    let Some(body) = store.get(&event_key(id)).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&body)
+        .inspect_err(|e| tracing::warn!(%id, error = %e, "unreadable recorded event"))
+        .ok())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -126,5 +157,28 @@ mod tests {
         record_content(&store, "aa", a, &opts).await.unwrap();
         assert_eq!(find_by_content(&store, "aa").await.unwrap(), vec![a, b]);
         assert!(find_by_content(&store, "bb").await.unwrap().is_empty());
+
+        let event = ImageReceived {
+            id: a,
+            raw_key: layout::raw_key(a),
+            source: Source::Kafka,
+            source_ref: Some("images/0/7".into()),
+            bytes: 3,
+            sha256: "aa".into(),
+            content_type: "image/png".into(),
+            received_at: a.received_at(),
+        };
+        assert_eq!(recorded_event(&store, a).await.unwrap(), None);
+        record_event(&store, &event, &opts).await.unwrap();
+        assert_eq!(recorded_event(&store, a).await.unwrap(), Some(event));
+        // Kept with the image's other records: its id is in the key.
+        assert!(
+            store
+                .list("idempotency/")
+                .await
+                .unwrap()
+                .iter()
+                .all(|o| parse_key(&o.key).is_ok())
+        );
     }
 }

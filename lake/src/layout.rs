@@ -12,6 +12,7 @@
 //! quarantine/dt=YYYY-MM-DD/hr=HH/<id>.json
 //! idempotency/<sha256(client key)>/<id>    API Idempotency-Key, Kafka dedup key
 //! idempotency/<sha256("content:" + sha256 of the image)>/<id>   lookup by content
+//! idempotency/<sha256("event:" + id)>/<id>     the ImageReceived, for crash recovery
 //! erased/dt=YYYY-MM-DD/hr=HH/<id>          tombstone: this image was erased
 //! ```
 

@@ -51,19 +51,22 @@ pub async fn unfinished(store: &SharedStore) -> Result<Vec<ImageReceived>, Recon
         if manifests.contains(&id) || quarantined.contains(&id) {
             continue;
         }
-        out.push(ImageReceived {
+        let recorded = lake::index::recorded_event(store, id)
+            .await?
+            .filter(|ev| ev.raw_key == obj.key);
+        out.push(recorded.unwrap_or_else(|| ImageReceived {
             id,
             raw_key: obj.key,
-            // The receipt event is gone; the processor re-derives type and
-            // hash from the bytes. The source of a crash-recovered image
-            // is recorded as http.
+            // Written before the event was recorded: the processor
+            // re-derives type and hash from the bytes; where it came from
+            // is not known, and recorded as http.
             source: Source::Http,
             source_ref: None,
             bytes: obj.size,
             sha256: String::new(),
             content_type: String::new(),
             received_at: id.received_at(),
-        });
+        }));
     }
     out.sort_by_key(|e| e.id);
     Ok(out)
