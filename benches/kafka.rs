@@ -5,8 +5,9 @@
 //! several times under different keys) into a filesystem lake: per message
 //! it reads the dedup records, writes the dedup record, the recorded event,
 //! the raw object and the content index, and emits `ImageReceived`. The
-//! peer PUTs the same payloads into the same kind of store, as many at
-//! once as the bridge may have in flight. Processing is not included.
+//! peer is the least a Kafka → store copy does: a bare consumer on the same
+//! topic PUTting each payload into the same kind of store. Processing is
+//! not included.
 
 use std::{
     path::PathBuf,
@@ -17,9 +18,10 @@ use std::{
 use bytes::Bytes;
 use lake::{Config, Layout, SharedStore, store::FsStore};
 use rdkafka::{
-    ClientConfig,
+    ClientConfig, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
     producer::{FutureProducer, FutureRecord},
 };
 
@@ -124,39 +126,77 @@ async fn main() {
     let _ = stop_tx.send(());
     let _ = running.await;
 
-    // The peer: the same payloads PUT straight into a fresh store, 64 at once.
+    // The peer: a bare consumer (new group, same topic, same broker) that
+    // PUTs each payload, as many at once as the bridge — the least a
+    // Kafka → store copy can do. The broker's fetch rate bounds both.
     let peer: SharedStore = Arc::new(FsStore::open(&dir.path().join("peer")).expect("lake"));
-    let start = Instant::now();
-    let mut puts = tokio::task::JoinSet::new();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("bench-peer-{tag}"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.message.max.bytes", "52428800")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
     let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut puts = tokio::task::JoinSet::new();
+    let mut start = None;
+    for i in 0..n {
+        let msg = consumer.recv().await.expect("consume");
+        start.get_or_insert_with(Instant::now);
+        let payload = Bytes::copy_from_slice(msg.payload().unwrap_or_default());
+        let (peer, permit) = (peer.clone(), slots.clone().acquire_owned().await);
+        puts.spawn(async move {
+            let _permit = permit;
+            peer.put(&format!("raw/{i}"), payload, &Default::default())
+                .await
+                .expect("put");
+        });
+    }
+    while puts.join_next().await.is_some() {}
+    let peer_time = start.map(|s| s.elapsed()).unwrap_or_default();
+
+    // For scale: the same PUTs with no broker in the way.
+    let bare: SharedStore = Arc::new(FsStore::open(&dir.path().join("bare")).expect("lake"));
+    let start = Instant::now();
     for copy in 0..COPIES {
         for (i, img) in images.iter().enumerate() {
-            let (peer, img, slots) = (peer.clone(), img.clone(), slots.clone());
+            let (bare, img, permit) = (
+                bare.clone(),
+                img.clone(),
+                slots.clone().acquire_owned().await,
+            );
             puts.spawn(async move {
-                let _slot = slots.acquire().await;
-                peer.put(&format!("raw/{copy}/{i}"), img, &Default::default())
+                let _permit = permit;
+                bare.put(&format!("raw/{copy}/{i}"), img, &Default::default())
                     .await
                     .expect("put");
             });
         }
     }
     while puts.join_next().await.is_some() {}
-    let put_time = start.elapsed();
+    let bare_time = start.elapsed();
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
-        "kafka bridge: {n} images ({:.1} MB) in {:.2} s = {:.0} images/s",
+        "kafka bridge:          {n} images ({:.1} MB) in {:.2} s = {:.0} images/s",
         total_bytes as f64 / 1e6,
         bridge_time.as_secs_f64(),
         rate(bridge_time)
     );
     println!(
-        "raw PUTs:     {n} images in {:.2} s = {:.0} images/s",
-        put_time.as_secs_f64(),
-        rate(put_time)
+        "consume + raw PUTs:    {n} images in {:.2} s = {:.0} images/s",
+        peer_time.as_secs_f64(),
+        rate(peer_time)
     );
     println!(
-        "ratio bridge/raw PUT: {:.2}",
-        rate(bridge_time) / rate(put_time)
+        "raw PUTs, no broker:   {n} images in {:.2} s = {:.0} images/s",
+        bare_time.as_secs_f64(),
+        rate(bare_time)
+    );
+    println!(
+        "ratio bridge / (consume + raw PUTs): {:.2}",
+        rate(bridge_time) / rate(peer_time)
     );
 }

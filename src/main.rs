@@ -288,9 +288,7 @@ fn main() -> Result<()> {
                 .await
             }
             Command::Erase { id } => {
-                let store = lake::store::open(&config.lake)
-                    .await
-                    .context("opening the lake")?;
+                let store = open_lake(&config, false).await?;
                 match retention::erase::erase(&store, id, chrono::Utc::now()).await? {
                     Some(r) => println!(
                         "erased {id}: {} objects, {} metadata rows",
@@ -376,6 +374,18 @@ async fn lake_formation(args: LakeFormationArgs, apply: bool) -> Result<()> {
     Ok(())
 }
 
+/// The configured lake; `ping` for the long-running commands, so a lake
+/// that does not answer stops them at start rather than at the first image.
+async fn open_lake(config: &Config, ping: bool) -> Result<lake::SharedStore> {
+    let store = lake::store::open(&config.lake)
+        .await
+        .context("opening the lake")?;
+    if ping {
+        store.ping().await.context("the lake does not answer")?;
+    }
+    Ok(store)
+}
+
 fn require_kafka(config: &Config, command: &str) -> Result<()> {
     if config.kafka.brokers.is_none() {
         anyhow::bail!(
@@ -411,10 +421,7 @@ fn metrics_route() -> Result<axum::Router> {
 async fn serve(config: Config) -> Result<()> {
     require_kafka(&config, "serve")?;
     config.check_listen()?;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
-    store.ping().await.context("the lake does not answer")?;
+    let store = open_lake(&config, true).await?;
     kafka::prepare_topics(&config, false, true).await?;
     let events = Arc::new(
         kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
@@ -439,10 +446,7 @@ async fn serve(config: Config) -> Result<()> {
 
 async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
     require_kafka(&config, "bridge")?;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
-    store.ping().await.context("the lake does not answer")?;
+    let store = open_lake(&config, true).await?;
     kafka::prepare_topics(&config, enforce_retention, true).await?;
     let events = Arc::new(
         kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
@@ -464,10 +468,7 @@ async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
 
 async fn process(config: Config) -> Result<()> {
     require_kafka(&config, "process")?;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
-    store.ping().await.context("the lake does not answer")?;
+    let store = open_lake(&config, true).await?;
     println!(
         "imgpipe process: {} (group {}) → {}",
         config.kafka.events_topic,
@@ -481,10 +482,7 @@ async fn process(config: Config) -> Result<()> {
 
 async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: bool) -> Result<()> {
     config.check_listen()?;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
-    store.ping().await.context("the lake does not answer")?;
+    let store = open_lake(&config, true).await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let inflight = InFlight::default();
     let (events_tx, events_rx) = mpsc::channel(config.processor.queue_capacity);
@@ -567,9 +565,7 @@ async fn sweep(
     once: bool,
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<()> {
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
+    let store = open_lake(&config, false).await?;
     let clock: SharedClock = match now {
         Some(at) => Arc::new(lake::FixedClock::new(at)),
         None => Arc::new(SystemClock),
@@ -611,9 +607,7 @@ async fn audit(
     now: Option<chrono::DateTime<chrono::Utc>>,
     format: ReportFormat,
 ) -> Result<bool> {
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
+    let store = open_lake(&config, false).await?;
     let now = now.unwrap_or_else(chrono::Utc::now);
     let mut report =
         retention::audit::audit(&store, lake::Layout::new(config.retention()), now).await?;
@@ -698,9 +692,7 @@ async fn reload_script_on_hangup(slot: processor::ScriptSlot, config_file: Optio
 async fn reprocess(config: Config, selection: processor::reprocess::Selection) -> Result<()> {
     use futures::StreamExt;
     use processor::reprocess;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
+    let store = open_lake(&config, false).await?;
     let runner = reprocess::runner(&config)?;
     let version = runner.version();
     let todo = reprocess::select(&store, &config, chrono::Utc::now(), &selection, &version).await?;
@@ -745,9 +737,7 @@ async fn query(
     let policy = policies::Policy::load(policy.as_deref())?;
     // Refuse an unknown principal before reading anything.
     policy.principal(principal)?;
-    let store = lake::store::open(&config.lake)
-        .await
-        .context("opening the lake")?;
+    let store = open_lake(&config, false).await?;
     let batches = policies::query::load(&store).await?;
     let now = now.unwrap_or_else(chrono::Utc::now);
     let result = policies::query::run(&policy, principal, batches, now, sql).await?;

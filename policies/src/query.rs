@@ -39,19 +39,7 @@ pub enum QueryError {
 
 /// Every metadata row in the lake, as record batches.
 pub async fn load(store: &SharedStore) -> Result<Vec<RecordBatch>, QueryError> {
-    let mut batches = Vec::new();
-    for obj in store.list(Area::Metadata.prefix()).await? {
-        let Some(file) = store.get(&obj.key).await? else {
-            continue;
-        };
-        batches.extend(
-            lake::schema::read_batches(file).map_err(|e| QueryError::File {
-                key: obj.key.clone(),
-                detail: e.to_string(),
-            })?,
-        );
-    }
-    Ok(batches)
+    read_files(store, Area::Metadata.prefix()).await
 }
 
 /// The metadata rows received in `[from, to)`, reading only the hour
@@ -67,18 +55,25 @@ pub async fn load_range(
         .unwrap_or(from);
     while hour < to {
         let prefix = format!("{}{}/", Area::Metadata.prefix(), layout::partition(hour));
-        for obj in store.list(&prefix).await? {
-            let Some(file) = store.get(&obj.key).await? else {
-                continue;
-            };
-            batches.extend(
-                lake::schema::read_batches(file).map_err(|e| QueryError::File {
-                    key: obj.key.clone(),
-                    detail: e.to_string(),
-                })?,
-            );
-        }
+        batches.extend(read_files(store, &prefix).await?);
         hour += chrono::Duration::hours(1);
+    }
+    Ok(batches)
+}
+
+/// The rows of every Parquet file under `prefix`.
+async fn read_files(store: &SharedStore, prefix: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let mut batches = Vec::new();
+    for obj in store.list(prefix).await? {
+        let Some(file) = store.get(&obj.key).await? else {
+            continue;
+        };
+        batches.extend(
+            lake::schema::read_batches(file).map_err(|e| QueryError::File {
+                key: obj.key.clone(),
+                detail: e.to_string(),
+            })?,
+        );
     }
     Ok(batches)
 }

@@ -138,9 +138,14 @@ fn photos(max_bytes: usize, n: usize) -> Vec<Img> {
         .collect()
 }
 
-/// `GET /v1/images?sha256=` until exactly one image with these bytes is
-/// final (and never more than one).
-async fn wait_one_final(client: &reqwest::Client, app: &Imgpipe, sha: &str) -> Value {
+/// `GET /v1/images?sha256=`, polled until `done` accepts the one image
+/// with these bytes (there is never more than one).
+async fn wait_for_image(
+    client: &reqwest::Client,
+    app: &Imgpipe,
+    sha: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let v: Value = client
@@ -154,16 +159,20 @@ async fn wait_one_final(client: &reqwest::Client, app: &Imgpipe, sha: &str) -> V
         let images = v["images"].as_array().unwrap();
         assert!(images.len() <= 1, "more than one image for {sha}: {v}");
         if let Some(img) = images.first()
-            && common::is_final(img)
+            && done(img)
         {
             return img.clone();
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "no final image for {sha}: {v}"
+            "no such image for {sha}: {v}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn wait_one_final(client: &reqwest::Client, app: &Imgpipe, sha: &str) -> Value {
+    wait_for_image(client, app, sha, common::is_final).await
 }
 
 fn python() -> Option<String> {
@@ -433,24 +442,8 @@ async fn a_crash_before_the_commit_redelivers_without_a_second_image() {
     }
     let client = common::client();
     for img in &images {
-        let sha = sha256(&img.bytes);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v: Value = client
-                .get(app.url(&format!("/v1/images?sha256={sha}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some(img) = v["images"].as_array().unwrap().first() {
-                assert!(!common::is_final(img), "{img}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "{} never arrived", img.name);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let received = wait_for_image(&client, &app, &sha256(&img.bytes), |_| true).await;
+        assert!(!common::is_final(&received), "{received}");
     }
     app.kill_hard();
 
