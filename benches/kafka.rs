@@ -178,7 +178,45 @@ async fn main() {
     while puts.join_next().await.is_some() {}
     let bare_time = start.elapsed();
 
+    // And the bridge's own per-image work (dedup lookup, dedup record,
+    // recorded event, raw object, content index) with no broker in the way.
+    let direct: SharedStore = Arc::new(FsStore::open(&dir.path().join("direct")).expect("lake"));
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+    let intake = Arc::new(kafka_bridge::Intake {
+        store: direct,
+        clock: Arc::new(lake::SystemClock),
+        layout: Layout::new(config.retention()),
+        events: Arc::new(events_tx),
+    });
+    let start = Instant::now();
+    for copy in 0..COPIES {
+        for (i, img) in images.iter().enumerate() {
+            let format = match lake::sniff::sniff(img) {
+                lake::sniff::Sniffed::Supported(f) => f,
+                _ => continue,
+            };
+            let (intake, img, permit) = (
+                intake.clone(),
+                img.clone(),
+                slots.clone().acquire_owned().await,
+            );
+            puts.spawn(async move {
+                let _permit = permit;
+                let key = format!("bench:{copy}-{i}");
+                intake.store(img, format, &key, &key).await.expect("intake");
+            });
+        }
+    }
+    while puts.join_next().await.is_some() {}
+    let intake_time = start.elapsed();
+
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "bridge intake, no broker: {n} images in {:.2} s = {:.0} images/s",
+        intake_time.as_secs_f64(),
+        rate(intake_time)
+    );
     println!(
         "kafka bridge:          {n} images ({:.1} MB) in {:.2} s = {:.0} images/s",
         total_bytes as f64 / 1e6,
@@ -198,5 +236,9 @@ async fn main() {
     println!(
         "ratio bridge / (consume + raw PUTs): {:.2}",
         rate(bridge_time) / rate(peer_time)
+    );
+    println!(
+        "ratio bridge intake / raw PUTs (no broker): {:.2}",
+        rate(intake_time) / rate(bare_time)
     );
 }
