@@ -216,14 +216,14 @@ async fn images_in_all_three_forms_reach_processed_once() {
         "IMGPIPE_KAFKA__CLAIM_CHECK_ENDPOINT".into(),
         claims_cfg.endpoint.clone().unwrap(),
     ));
-    let app = Imgpipe::start(&dir.path().join("lake"), &as_refs(&env));
-
     let small = photos(4 << 20, 6);
     let (raw, envelope, claim) = (&small[0..3], &small[3..5], &small[5]);
     let paths = |imgs: &[Img]| imgs.iter().map(|c| c.path.clone()).collect::<Vec<_>>();
     let raw_paths = paths(raw);
     let raw_args: Vec<&str> = raw_paths.iter().map(String::as_str).collect();
+    // Produced before the bridge ever ran: a new group starts at the earliest offset.
     produce_py(&brokers, &topic, &raw_args);
+    let app = Imgpipe::start(&dir.path().join("lake"), &as_refs(&env));
     let env_paths = paths(envelope);
     let mut env_args = vec!["--form", "envelope"];
     env_args.extend(env_paths.iter().map(String::as_str));
