@@ -108,8 +108,9 @@ enum Command {
         /// The image id.
         id: lake::ImageId,
     },
-    /// Check that nothing in the lake is past its expiry; exits 1 with the
-    /// list of violations otherwise.
+    /// Check that nothing in the lake is past its expiry and that no store
+    /// (bucket lifecycle, Kafka topic retention) could keep data longer;
+    /// exits 1 with the list of violations otherwise.
     Audit {
         /// Evaluate at this instant (RFC 3339) instead of now.
         #[arg(long)]

@@ -99,7 +99,20 @@ pub async fn check(
     let results = admin.describe_configs(&specs, &options(cfg)).await?;
     let mut out = Vec::with_capacity(topics.len());
     for (topic, result) in topics.iter().zip(results) {
-        let resource = result.map_err(KafkaError::AdminOp)?;
+        let resource = match result {
+            Ok(r) => r,
+            // Not there yet (auto-created on first produce), or not ours to
+            // read: nothing known, so nothing promised.
+            Err(code) => {
+                out.push(TopicRetention {
+                    topic: (*topic).to_owned(),
+                    retention_ms: None,
+                    segment_ms: None,
+                    problem: Some(format!("its settings could not be read: {code}")),
+                });
+                continue;
+            }
+        };
         let entries = resource.entry_map();
         let number = |name: &str| {
             entries
