@@ -10,7 +10,6 @@
 //! not included.
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -25,19 +24,14 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
+mod common;
+
 const COPIES: usize = 8;
 const MAX_BYTES: usize = 1 << 20;
 
-fn corpus() -> Vec<Bytes> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x != "csv" && x != "md"))
-        .collect();
-    files.sort();
-    files
+/// The corpus photos under `MAX_BYTES`, as payloads.
+fn payloads() -> Vec<Bytes> {
+    common::corpus()
         .iter()
         .map(|p| Bytes::from(std::fs::read(p).expect("read corpus file")))
         .filter(|b| b.len() < MAX_BYTES)
@@ -56,7 +50,7 @@ async fn main() {
         );
         return;
     };
-    let images = corpus();
+    let images = payloads();
     let n = images.len() * COPIES;
     let total_bytes: usize = images.iter().map(Bytes::len).sum::<usize>() * COPIES;
     let tag = std::process::id();

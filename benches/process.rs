@@ -6,7 +6,6 @@
 //! every core: imgpipe one image per rayon thread, vips its own threadpool.
 
 use std::{
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -14,19 +13,11 @@ use std::{
 use processor::analyze::{AnalyzeLimits, analyze};
 use rayon::prelude::*;
 
-const ROUNDS: usize = 3;
+mod common;
 
-fn corpus() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x != "csv" && x != "md"))
-        .collect();
-    files.sort();
-    files
-}
+use common::corpus;
+
+const ROUNDS: usize = 3;
 
 fn best_of(rounds: usize, mut run: impl FnMut()) -> Duration {
     (0..rounds)

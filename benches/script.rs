@@ -7,6 +7,8 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
+mod common;
+
 use lake::config::{ScriptConfig, ScriptMode};
 use processor::{
     analyze::{AnalyzeLimits, analyze},
@@ -15,15 +17,14 @@ use processor::{
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let corpus = root.join("../shared/corpus");
     let mut inputs = Vec::new();
     let limits = AnalyzeLimits {
         max_pixels: 100_000_000,
         max_decode_bytes: 1 << 30,
         thumbnail_px: 256,
     };
-    for entry in std::fs::read_dir(&corpus).expect("corpus").flatten() {
-        let bytes = std::fs::read(entry.path()).expect("read");
+    for path in common::corpus() {
+        let bytes = std::fs::read(path).expect("read");
         if let Ok(a) = analyze(&bytes, &limits) {
             inputs.push((bytes, a));
         }

@@ -66,6 +66,13 @@ pub async fn audit_topics(config: &Config) -> Result<Vec<retention::audit::Viola
         .collect())
 }
 
+/// Distributed mode's event sink: the events topic.
+pub fn events(config: &Config) -> Result<Arc<dyn EventSink>> {
+    Ok(Arc::new(
+        kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
+    ))
+}
+
 pub fn intake(
     config: &Config,
     store: SharedStore,

@@ -419,27 +419,41 @@ fn metrics_route() -> Result<axum::Router> {
     ))
 }
 
+/// The HTTP API, with `/metrics`, bound to `api.listen` and ready to run.
+async fn bind_api(
+    config: &Config,
+    store: lake::SharedStore,
+    clock: SharedClock,
+    events: Arc<dyn lake::EventSink>,
+    inflight: InFlight,
+) -> Result<(tokio::net::TcpListener, SocketAddr, axum::Router)> {
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    let state =
+        ingest_api::AppState::new(config, store, clock, events, inflight, api_policy(config)?);
+    Ok((
+        listener,
+        addr,
+        ingest_api::router(state).merge(metrics_route()?),
+    ))
+}
+
 async fn serve(config: Config) -> Result<()> {
     require_kafka(&config, "serve")?;
     config.check_listen()?;
     let store = open_lake(&config, true).await?;
     kafka::prepare_topics(&config, false, true).await?;
-    let events = Arc::new(
-        kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
-    );
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("binding {}", config.api.listen))?;
-    let addr = listener.local_addr()?;
-    let state = ingest_api::AppState::new(
+    let events = kafka::events(&config)?;
+    let (listener, addr, app) = bind_api(
         &config,
         store,
         Arc::new(SystemClock),
         events,
         InFlight::default(),
-        api_policy(&config)?,
-    );
-    let app = ingest_api::router(state).merge(metrics_route()?);
+    )
+    .await?;
     println!("imgpipe serve: listening on http://{addr}");
     ingest_api::run(listener, app, termination()).await?;
     Ok(())
@@ -449,9 +463,7 @@ async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
     require_kafka(&config, "bridge")?;
     let store = open_lake(&config, true).await?;
     kafka::prepare_topics(&config, enforce_retention, true).await?;
-    let events = Arc::new(
-        kafka_bridge::KafkaEvents::new(&config.kafka).context("creating the Kafka producer")?,
-    );
+    let events = kafka::events(&config)?;
     let intake = kafka::intake(&config, store, Arc::new(SystemClock), events);
     println!(
         "imgpipe bridge: {} → {} (events on {})",
@@ -522,19 +534,8 @@ async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: boo
         None => None,
     };
 
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("binding {}", config.api.listen))?;
-    let addr = listener.local_addr()?;
-    let state = ingest_api::AppState::new(
-        &config,
-        store.clone(),
-        clock,
-        Arc::new(events_tx),
-        inflight,
-        api_policy(&config)?,
-    );
-    let app = ingest_api::router(state).merge(metrics_route()?);
+    let (listener, addr, app) =
+        bind_api(&config, store.clone(), clock, Arc::new(events_tx), inflight).await?;
     let serving = tokio::spawn(ingest_api::run(listener, app, stopped(&stop_rx)));
     println!("imgpipe up: listening on http://{addr}");
     println!("imgpipe up: lake at {}", store.location());

@@ -125,7 +125,9 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     if from >= to {
         return Ok(Json(json!({ "images": [], "next_cursor": null })));
     }
-    let batches = policies::query::load_range(&state.store, from, to)
+    // Ids sort by receipt time: a later page reads from its cursor's hour on.
+    let read_from = after.map_or(from, |id| from.max(id.received_at()));
+    let batches = policies::query::load_range(&state.store, read_from, to)
         .await
         .map_err(query_error)?;
     let found = policies::query::list(&state.policy, &caller.principal, batches, now, &page)

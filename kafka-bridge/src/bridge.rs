@@ -22,7 +22,7 @@ use tokio::{
 use crate::{
     claim::{ClaimChecks, ClaimError},
     dead_letter::DeadLetters,
-    group::{Commits, GroupContext},
+    group::{self, Commits, GroupContext},
     intake::{Intake, Stored},
     message::{self, DeadLetterReason, Inbound, Rejected},
 };
@@ -67,17 +67,13 @@ impl Bridge {
     /// Subscribe to `[kafka] topic` as `[kafka] group`.
     pub fn new(config: &Config, intake: Intake) -> Result<Self, KafkaError> {
         let cfg = config.kafka.clone();
-        let commits = Arc::new(Commits::default());
-        let context = GroupContext {
-            name: "bridge",
-            commits: commits.clone(),
-            hand_over_wait: cfg.timeout,
-        };
-        let consumer: StreamConsumer<GroupContext> =
-            crate::client::consumer(&cfg, &cfg.group, cfg.max_inflight_bytes)
-                .set("statistics.interval.ms", "5000")
-                .create_with_context(context)?;
-        consumer.subscribe(&[&cfg.topic])?;
+        let (consumer, commits) = group::join(
+            &cfg,
+            "bridge",
+            &cfg.group,
+            &cfg.topic,
+            cfg.max_inflight_bytes,
+        )?;
         Ok(Self {
             consumer,
             commits,
@@ -107,7 +103,10 @@ impl Bridge {
         let mut commit_tick = tokio::time::interval(cfg.commit_interval);
         tokio::pin!(shutdown);
         tracing::info!(topic = %cfg.topic, group = %cfg.group, "bridge consuming");
+        // A message waiting for budget, and the partitions paused meanwhile.
+        let mut waiting: Option<(OwnedMessage, u32, TopicPartitionList)> = None;
         loop {
+            let waiting_kib = waiting.as_ref().map_or(1, |w| w.1);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -115,7 +114,17 @@ impl Bridge {
                     finish(&commits, done, &mut report);
                 }
                 _ = commit_tick.tick() => commits.commit(&consumer, CommitMode::Async),
-                received = consumer.recv() => {
+                permit = budget.clone().acquire_many_owned(waiting_kib), if waiting.is_some() => {
+                    let (Ok(permit), Some((msg, _, paused))) = (permit, waiting.take()) else {
+                        break;
+                    };
+                    if let Err(e) = consumer.resume(&paused) {
+                        tracing::warn!(error = %e, "could not resume partitions");
+                    }
+                    commits.started(msg.topic(), msg.partition(), msg.offset());
+                    tasks.spawn(handle(ctx.clone(), msg, permit));
+                }
+                received = consumer.recv(), if waiting.is_none() => {
                     let msg = match received {
                         Ok(m) => m.detach(),
                         Err(e) => {
@@ -127,18 +136,14 @@ impl Bridge {
                     metrics::counter!("imgpipe_kafka_messages_total").increment(1);
                     let size = msg.payload().map_or(0, <[u8]>::len) as u64;
                     let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
-                    let permit = match budget.clone().try_acquire_many_owned(kib) {
-                        Ok(p) => p,
-                        Err(_) => {
-                            // Budget spent: stop fetching until images are stored.
-                            let Some(p) = wait_for_budget(&consumer, &commits, &mut tasks, &mut report, &budget, kib, &mut shutdown).await else {
-                                break;
-                            };
-                            p
+                    match budget.clone().try_acquire_many_owned(kib) {
+                        Ok(permit) => {
+                            commits.started(msg.topic(), msg.partition(), msg.offset());
+                            tasks.spawn(handle(ctx.clone(), msg, permit));
                         }
-                    };
-                    commits.started(msg.topic(), msg.partition(), msg.offset());
-                    tasks.spawn(handle(ctx.clone(), msg, permit));
+                        // Budget spent: stop fetching until images are stored.
+                        Err(_) => waiting = Some((msg, kib, pause(&consumer))),
+                    }
                 }
             }
         }
@@ -190,16 +195,8 @@ fn finish(
     commits.finished(msg.topic(), msg.partition(), msg.offset());
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn wait_for_budget(
-    consumer: &StreamConsumer<GroupContext>,
-    commits: &Commits,
-    tasks: &mut JoinSet<(OwnedMessage, Handled)>,
-    report: &mut BridgeReport,
-    budget: &Arc<Semaphore>,
-    kib: u32,
-    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<OwnedSemaphorePermit> {
+/// Pause every assigned partition; returns them, to resume.
+fn pause(consumer: &StreamConsumer<GroupContext>) -> TopicPartitionList {
     let assignment = consumer
         .assignment()
         .unwrap_or_else(|_| TopicPartitionList::new());
@@ -207,22 +204,7 @@ async fn wait_for_budget(
         tracing::warn!(error = %e, "could not pause partitions");
     }
     metrics::counter!("imgpipe_kafka_pauses_total").increment(1);
-    tracing::debug!(
-        pending = commits.pending(),
-        "in-flight budget spent: partitions paused"
-    );
-    let permit = loop {
-        tokio::select! {
-            biased;
-            () = shutdown.as_mut() => break None,
-            p = budget.clone().acquire_many_owned(kib) => break p.ok(),
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => finish(commits, done, report),
-        }
-    };
-    if let Err(e) = consumer.resume(&assignment) {
-        tracing::warn!(error = %e, "could not resume partitions");
-    }
-    permit
+    assignment
 }
 
 /// Store the message's image, or dead-letter it. Failures to store or to

@@ -8,12 +8,12 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 use lake::{ImageId, ImageReceived, config::KafkaConfig};
 use rdkafka::{
     Message as _,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{CommitMode, StreamConsumer},
     error::KafkaError,
 };
 use tokio::sync::mpsc;
 
-use crate::group::{Commits, GroupContext};
+use crate::group::{self, Commits, GroupContext};
 
 pub struct EventConsumer {
     consumer: StreamConsumer<GroupContext>,
@@ -29,19 +29,14 @@ impl std::fmt::Debug for EventConsumer {
 
 impl EventConsumer {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let commits = Arc::new(Commits::default());
-        let context = GroupContext {
-            name: "process",
-            commits: commits.clone(),
-            // Let images in flight finish before a partition moves on.
-            hand_over_wait: cfg.timeout,
-        };
         // Events are small; 16 MiB of prefetch is plenty.
-        let consumer: StreamConsumer<GroupContext> =
-            crate::client::consumer(cfg, &cfg.process_group, 64 << 20)
-                .set("statistics.interval.ms", "5000")
-                .create_with_context(context)?;
-        consumer.subscribe(&[&cfg.events_topic])?;
+        let (consumer, commits) = group::join(
+            cfg,
+            "process",
+            &cfg.process_group,
+            &cfg.events_topic,
+            64 << 20,
+        )?;
         Ok(Self {
             consumer,
             commits,

@@ -7,10 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lake::config::KafkaConfig;
 use rdkafka::{
     ClientContext, Offset, Statistics, TopicPartitionList,
     config::RDKafkaLogLevel,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    error::KafkaError,
 };
 
 use crate::offsets::OffsetTracker;
@@ -36,10 +38,6 @@ impl Commits {
     pub fn finished(&self, topic: &str, partition: i32, offset: i64) {
         self.lock().finished(topic, partition, offset);
         self.changed.notify_all();
-    }
-
-    pub fn pending(&self) -> usize {
-        self.lock().pending()
     }
 
     /// Commit every partition whose commit point moved.
@@ -104,9 +102,9 @@ impl Commits {
 /// The consumer context of both groups.
 #[derive(Debug)]
 pub struct GroupContext {
-    pub name: &'static str,
-    pub commits: Arc<Commits>,
-    pub hand_over_wait: Duration,
+    name: &'static str,
+    commits: Arc<Commits>,
+    hand_over_wait: Duration,
 }
 
 impl ClientContext for GroupContext {
@@ -161,4 +159,28 @@ impl ConsumerContext for GroupContext {
             Rebalance::Error(e) => tracing::warn!(group = self.name, error = %e, "rebalance error"),
         }
     }
+}
+
+/// A member of `group` subscribed to `topic`, with commits tracked in the
+/// returned [`Commits`]. `inflight_bytes` sizes librdkafka's prefetch.
+pub fn join(
+    cfg: &KafkaConfig,
+    name: &'static str,
+    group: &str,
+    topic: &str,
+    inflight_bytes: u64,
+) -> Result<(StreamConsumer<GroupContext>, Arc<Commits>), KafkaError> {
+    let commits = Arc::new(Commits::default());
+    let context = GroupContext {
+        name,
+        commits: commits.clone(),
+        // Let work in flight finish before a partition moves on.
+        hand_over_wait: cfg.timeout,
+    };
+    let consumer: StreamConsumer<GroupContext> =
+        crate::client::consumer(cfg, group, inflight_bytes)
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)?;
+    consumer.subscribe(&[topic])?;
+    Ok((consumer, commits))
 }

@@ -35,11 +35,6 @@ impl Message<'_> {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
     }
-
-    /// `topic/partition/offset`: where the message sits, for records.
-    pub fn position(&self) -> String {
-        format!("{}/{}/{}", self.topic, self.partition, self.offset)
-    }
 }
 
 /// A message that is an image, or points at one.
@@ -96,11 +91,11 @@ impl Rejected {
     }
 }
 
+/// The JSON forms. `content_type` may be sent but is not read: the bytes
+/// decide the type.
 #[derive(Debug, Deserialize)]
 struct Envelope {
     key: Option<String>,
-    #[allow(dead_code)] // the bytes decide the type; the claim is informative only
-    content_type: Option<String>,
     data_base64: Option<String>,
     s3_uri: Option<String>,
 }

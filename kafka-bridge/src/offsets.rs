@@ -81,7 +81,8 @@ impl OffsetTracker {
             .sum()
     }
 
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.partitions.values().map(|p| p.pending.len()).sum()
     }
 }

@@ -393,6 +393,20 @@ fn grant_entry(
         .map_err(build_error("BatchPermissionsRequestEntry"))
 }
 
+/// Batch calls answer 200 with per-entry failures: the first is the error.
+fn refused<F: fmt::Debug>(
+    operation: &'static str,
+    failures: &[F],
+) -> Result<(), LakeFormationError> {
+    match failures.first() {
+        None => Ok(()),
+        Some(failure) => Err(LakeFormationError::Refused {
+            operation,
+            detail: format!("{failure:?}"),
+        }),
+    }
+}
+
 /// Make `changes`, in order.
 pub async fn apply(
     client: &Client,
@@ -443,12 +457,7 @@ pub async fn apply(
                     .send()
                     .await
                     .map_err(call_error("AddLFTagsToResource"))?;
-                if let Some(failure) = out.failures().first() {
-                    return Err(LakeFormationError::Refused {
-                        operation: "AddLFTagsToResource",
-                        detail: format!("{failure:?}"),
-                    });
-                }
+                refused("AddLFTagsToResource", out.failures())?;
             }
             Change::Grant(g) => grants.push(grant_entry(i, g, target)?),
             Change::Revoke(g) => revokes.push(grant_entry(i, g, target)?),
@@ -464,12 +473,7 @@ pub async fn apply(
             .send()
             .await
             .map_err(call_error("BatchRevokePermissions"))?;
-        if let Some(failure) = out.failures().first() {
-            return Err(LakeFormationError::Refused {
-                operation: "BatchRevokePermissions",
-                detail: format!("{failure:?}"),
-            });
-        }
+        refused("BatchRevokePermissions", out.failures())?;
     }
     for batch in grants.chunks(20) {
         let out = client
@@ -479,12 +483,7 @@ pub async fn apply(
             .send()
             .await
             .map_err(call_error("BatchGrantPermissions"))?;
-        if let Some(failure) = out.failures().first() {
-            return Err(LakeFormationError::Refused {
-                operation: "BatchGrantPermissions",
-                detail: format!("{failure:?}"),
-            });
-        }
+        refused("BatchGrantPermissions", out.failures())?;
     }
     Ok(())
 }

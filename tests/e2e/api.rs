@@ -337,14 +337,7 @@ async fn health_and_public_bind_refusal() {
         Duration::from_secs(60),
     )
     .await;
-    let metrics = client()
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&client(), &app).await;
     for name in [
         "imgpipe_uploads_total 1",
         "imgpipe_images_processed_total 1",

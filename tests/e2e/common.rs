@@ -198,6 +198,18 @@ pub async fn status(client: &reqwest::Client, app: &Imgpipe, id: &str) -> Value 
     resp.json().await.unwrap()
 }
 
+/// `GET /metrics`: the Prometheus text.
+pub async fn metrics(client: &reqwest::Client, app: &Imgpipe) -> String {
+    client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn is_final(v: &Value) -> bool {
     matches!(v["status"].as_str(), Some("processed" | "quarantined"))
 }

@@ -255,14 +255,7 @@ async fn images_in_all_three_forms_reach_processed_once() {
     // Lag comes from librdkafka's statistics, every 5 s.
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
-        let m = client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = common::metrics(&client, &app).await;
         if m.contains("imgpipe_kafka_consumer_lag{") || Instant::now() > deadline {
             break m;
         }
@@ -388,14 +381,7 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_never_block() {
         .map(|(r, k)| ((*r).to_owned(), Some((*k).to_owned())))
         .collect();
     assert_eq!(got, want);
-    let metrics = client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics(&client, &app).await;
     for (reason, _) in &want {
         assert!(
             metrics.contains(&format!(
@@ -451,14 +437,7 @@ async fn a_crash_before_the_commit_redelivers_without_a_second_image() {
     let app = Imgpipe::start(&lake_dir, &as_refs(&env));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let metrics = client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = common::metrics(&client, &app).await;
         if metrics.contains(&format!(
             "imgpipe_kafka_images_total{{delivery=\"redelivered\"}} {}",
             images.len()
