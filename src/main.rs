@@ -108,6 +108,11 @@ enum Command {
         /// The image id.
         id: lake::ImageId,
     },
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Check that nothing in the lake is past its expiry and that no store
     /// (bucket lifecycle, Kafka topic retention) could keep data longer;
     /// exits 1 with the list of violations otherwise.
@@ -118,6 +123,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print the SHA-256 to configure as `[[api.keys]] sha256` for a key
+    /// (read from standard input when not given, so it stays out of the
+    /// shell history).
+    Hash { key: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +314,21 @@ fn main() -> Result<()> {
                 }
                 Ok(())
             }
+            Command::Keys {
+                command: KeysCommand::Hash { key },
+            } => {
+                let key = match key {
+                    Some(k) => k,
+                    None => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line.trim_end_matches(['\r', '\n']).to_owned()
+                    }
+                };
+                anyhow::ensure!(key.len() >= 16, "an API key must be at least 16 characters");
+                println!("{}", ingest_api::key_digest(&key));
+                Ok(())
+            }
             Command::Audit { now, format } => {
                 let passed = audit(config, now, format).await?;
                 if !passed {
@@ -400,23 +428,22 @@ fn require_kafka(config: &Config, command: &str) -> Result<()> {
 /// the API config names checked against it.
 fn api_policy(config: &Config) -> Result<policies::Policy> {
     let policy = policies::Policy::load(config.api.policy.as_deref())?;
-    for name in std::iter::once(&config.api.principal).chain(config.api.key_principals.values()) {
+    let names = std::iter::once(&config.api.principal)
+        .chain(config.api.key_principals.values())
+        .chain(config.api.keys.iter().map(|k| &k.principal));
+    for name in names {
         policy
             .principal(name)
-            .with_context(|| format!("api.principal / api.key_principals: {name:?}"))?;
+            .with_context(|| format!("api.principal / api.keys / api.key_principals: {name:?}"))?;
     }
     Ok(policy)
 }
 
-/// Prometheus metrics for every later `metrics::` call, rendered at `/metrics`.
-fn metrics_route() -> Result<axum::Router> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+/// The recorder for every later `metrics::` call, rendered at `/metrics`.
+fn metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .context("installing the metrics recorder")?;
-    Ok(axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(handle.render())),
-    ))
+        .context("installing the metrics recorder")
 }
 
 /// The HTTP API, with `/metrics`, bound to `api.listen` and ready to run.
@@ -431,13 +458,16 @@ async fn bind_api(
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    let state =
-        ingest_api::AppState::new(config, store, clock, events, inflight, api_policy(config)?);
-    Ok((
-        listener,
-        addr,
-        ingest_api::router(state).merge(metrics_route()?),
-    ))
+    let state = ingest_api::AppState::new(
+        config,
+        store,
+        clock,
+        events,
+        inflight,
+        api_policy(config)?,
+        Some(metrics_recorder()?),
+    );
+    Ok((listener, addr, ingest_api::router(state)))
 }
 
 async fn serve(config: Config) -> Result<()> {
@@ -479,8 +509,18 @@ async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
     Ok(())
 }
 
+/// A configured script runs only in its sandbox, unless the config says
+/// `sandbox = "none"`.
+fn check_script(config: &Config) -> Result<()> {
+    if let Some(script) = &config.processor.script {
+        processor::script::check_sandbox(script)?;
+    }
+    Ok(())
+}
+
 async fn process(config: Config) -> Result<()> {
     require_kafka(&config, "process")?;
+    check_script(&config)?;
     let store = open_lake(&config, true).await?;
     println!(
         "imgpipe process: {} (group {}) → {}",
@@ -495,6 +535,7 @@ async fn process(config: Config) -> Result<()> {
 
 async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: bool) -> Result<()> {
     config.check_listen()?;
+    check_script(&config)?;
     let store = open_lake(&config, true).await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let inflight = InFlight::default();
@@ -679,7 +720,10 @@ async fn reload_script_on_hangup(slot: processor::ScriptSlot, config_file: Optio
         return;
     };
     while hangups.recv().await.is_some() {
-        match Config::load(config_file.as_deref()) {
+        match Config::load(config_file.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|config| check_script(&config).map(|()| config))
+        {
             Ok(config) => {
                 let version = slot.replace(config.processor.script.as_ref());
                 tracing::info!(?version, "processing script reloaded");
@@ -694,6 +738,7 @@ async fn reload_script_on_hangup(slot: processor::ScriptSlot, config_file: Optio
 async fn reprocess(config: Config, selection: processor::reprocess::Selection) -> Result<()> {
     use futures::StreamExt;
     use processor::reprocess;
+    check_script(&config)?;
     let store = open_lake(&config, false).await?;
     let runner = reprocess::runner(&config)?;
     let version = runner.version();

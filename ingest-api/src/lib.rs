@@ -15,8 +15,10 @@ mod upload;
 use std::{future::Future, sync::Arc};
 
 use lake::{Config, EventSink, Layout, SharedClock, SharedStore, inflight::InFlight};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+pub use auth::key_digest;
 pub use error::ApiError;
 pub use routes::router;
 
@@ -32,6 +34,10 @@ pub struct AppState {
     pub inflight: InFlight,
     /// Who may see which metadata columns and rows.
     pub policy: policies::Policy,
+    /// The configured API keys, as digests with principal and permissions.
+    keys: auth::Keys,
+    /// Renders `/metrics` (the process's one Prometheus recorder).
+    metrics: Option<PrometheusHandle>,
     upload_slots: tokio::sync::Semaphore,
     idempotency_locks: upload::KeyLocks,
 }
@@ -44,6 +50,7 @@ impl AppState {
         events: Arc<dyn EventSink>,
         inflight: InFlight,
         policy: policies::Policy,
+        metrics: Option<PrometheusHandle>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -53,6 +60,8 @@ impl AppState {
             events,
             inflight,
             policy,
+            keys: auth::Keys::from_config(&cfg.api),
+            metrics,
             upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
             idempotency_locks: upload::KeyLocks::default(),
         })

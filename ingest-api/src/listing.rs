@@ -11,16 +11,16 @@ use axum::{
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use datafusion::arrow::{
-    array::RecordBatch,
-    json::{WriterBuilder, writer::JsonArray},
-};
-use lake::ImageId;
-use policies::query::{Listing, QueryError};
+use lake::{ImageId, config::Permission};
+use policies::query::Listing;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ApiError, AppState, auth::Caller, status};
+use crate::{
+    ApiError, AppState,
+    auth::Caller,
+    status::{self, query_error, to_json},
+};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -41,15 +41,21 @@ pub async fn get_images(
     Extension(caller): Extension<Caller>,
     Query(q): Query<ImagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ImagesRead)?;
     match &q.sha256 {
-        Some(sha256) => by_content(&state, sha256).await,
+        Some(sha256) => by_content(&state, &caller, sha256).await,
         None => list(&state, &caller, q).await,
     }
 }
 
 /// The live images with exactly these bytes, oldest first — so a client
-/// can tell whether an image is already in.
-async fn by_content(state: &AppState, sha256: &str) -> Result<Json<Value>, ApiError> {
+/// can tell whether an image is already in — each as the caller's
+/// principal sees it.
+async fn by_content(
+    state: &AppState,
+    caller: &Caller,
+    sha256: &str,
+) -> Result<Json<Value>, ApiError> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(
             "invalid_sha256",
@@ -58,9 +64,10 @@ async fn by_content(state: &AppState, sha256: &str) -> Result<Json<Value>, ApiEr
     }
     let mut images = Vec::new();
     for id in lake::index::find_by_content(&state.store, sha256).await? {
-        match status::lookup(state, id).await {
+        match status::lookup(state, caller, id).await {
             Ok(s) => images.push(s),
-            // Expired or erased since it was indexed.
+            // Expired or erased since it was indexed, or hidden from the
+            // caller by its row filter.
             Err(e) if e.status == StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),
         }
@@ -143,30 +150,4 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     Ok(Json(
         json!({ "images": images, "next_cursor": next_cursor }),
     ))
-}
-
-fn query_error(e: QueryError) -> ApiError {
-    match e {
-        QueryError::ColumnDenied(_) | QueryError::Policy(_) => {
-            ApiError::new(StatusCode::FORBIDDEN, "access_denied", e.to_string())
-        }
-        QueryError::Store(_) | QueryError::File { .. } => ApiError::unavailable(e),
-        QueryError::Sql(_) => ApiError::internal(e),
-    }
-}
-
-fn to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
-    let mut out = Vec::new();
-    // Explicit nulls: every column the principal may see is in every row.
-    let mut writer = WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, JsonArray>(&mut out);
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    writer.write_batches(&refs).map_err(ApiError::internal)?;
-    writer.finish().map_err(ApiError::internal)?;
-    drop(writer);
-    if out.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(&out).map_err(ApiError::internal)
 }

@@ -1,22 +1,24 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, Path, Request, State},
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use lake::config::Permission;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::{ApiError, AppState, auth, listing, status, upload};
+use crate::{ApiError, AppState, auth, auth::Caller, listing, status, upload};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/images", post(upload::upload).get(listing::get_images))
         .route("/v1/images/{id}", get(get_image).delete(erase_image))
+        .route("/metrics", get(metrics))
         // Upload size is enforced by the upload handler, per file and
         // before buffering, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
@@ -56,24 +58,29 @@ async fn deadline(State(state): State<Arc<AppState>>, request: Request, next: Ne
     }
 }
 
+fn image_id(id: &str) -> Result<lake::ImageId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))
+}
+
 async fn get_image(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
-    Ok(Json(status::lookup(&state, id).await?))
+    caller.require(Permission::ImagesRead)?;
+    Ok(Json(status::lookup(&state, &caller, image_id(&id)?).await?))
 }
 
 /// Erase every byte of the image now: 204, or 404 if nothing of it exists.
+/// A privileged act: it needs `images:erase`.
 async fn erase_image(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))?;
+    caller.require(Permission::ImagesErase)?;
+    let id = image_id(&id)?;
     match retention::erase::erase(&state.store, id, state.clock.now()).await {
         Ok(Some(_)) => Ok(StatusCode::NO_CONTENT),
         Ok(None) => Err(ApiError::not_found(format!(
@@ -83,18 +90,30 @@ async fn erase_image(
     }
 }
 
+/// Open to load balancers, so it says only ok or unavailable: no bucket,
+/// path or error text.
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "lake": state.store.location() })),
-        ),
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
         Err(e) => {
             tracing::warn!(error = %e, "health check: store not answering");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "error": "storage_unavailable" })),
+                Json(json!({ "status": "unavailable" })),
             )
         }
     }
+}
+
+/// Prometheus text; needs `metrics:read`.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<String, ApiError> {
+    caller.require(Permission::MetricsRead)?;
+    Ok(state
+        .metrics
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default())
 }

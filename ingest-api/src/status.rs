@@ -1,15 +1,26 @@
 //! Where an image is, read from the lake: a quarantine record or a manifest
 //! means it is finished; a raw object alone means it is waiting or in
 //! processing. Past its expiry, or once erased, an image does not exist.
+//!
+//! What a caller sees of it goes through its policy principal's view (the
+//! same one `imgpipe query` and the listing use): only granted columns, and
+//! an image the principal's row filter hides does not exist for it.
 
 use chrono::{DateTime, Utc};
-use lake::{
-    ImageId, layout,
-    records::{Manifest, QuarantineRecord},
+use datafusion::arrow::{
+    array::RecordBatch,
+    json::{WriterBuilder, writer::JsonArray},
 };
+use lake::{
+    ImageId, ImageReceived, Source, layout,
+    records::{Manifest, QuarantineRecord},
+    schema::{self, MetadataRow},
+};
+use policies::query::QueryError;
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, auth::Caller};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,50 +31,115 @@ pub enum Status {
     Quarantined,
 }
 
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Received => "received",
+            Status::Processing => "processing",
+            Status::Processed => "processed",
+            Status::Quarantined => "quarantined",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ImageStatus {
     pub id: ImageId,
     pub status: Status,
     pub received_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub metadata: Option<serde_json::Value>,
+    /// The metadata row as the caller's principal sees it (processed only).
+    pub metadata: Option<Value>,
+    /// `<code>: <short detail>` for a quarantined image. The script's own
+    /// output stays in the quarantine record.
     pub reason: Option<String>,
 }
 
-pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiError> {
+fn gone(id: ImageId) -> ApiError {
+    ApiError::not_found(format!("image {id} does not exist or has expired"))
+}
+
+/// The image's state as `caller` may see it; 404 when it does not exist,
+/// expired, was erased, or the caller's row filter hides it.
+pub async fn lookup(
+    state: &AppState,
+    caller: &Caller,
+    id: ImageId,
+) -> Result<ImageStatus, ApiError> {
+    let now = state.clock.now();
     let expires_at = state.layout.expires_at(id);
-    if state.clock.now() >= expires_at {
-        return Err(ApiError::not_found(format!(
-            "image {id} does not exist or has expired"
-        )));
+    if now >= expires_at || lake::erasure::is_erased(&state.store, id).await? {
+        return Err(gone(id));
     }
-    let base = |status, metadata, reason| ImageStatus {
+    let (status, row, reason) = read_state(state, id).await?.ok_or_else(|| gone(id))?;
+    let shown = match row {
+        Some(row) => {
+            let is_processed = status == Status::Processed;
+            let mut rows = visible_rows(state, caller, &[row], now).await?;
+            let Some(row) = rows.pop() else {
+                return Err(gone(id));
+            };
+            is_processed.then(|| with_script_object(row))
+        }
+        // Nothing known to filter on: only a principal without a row
+        // filter may see it.
+        None => {
+            if state
+                .policy
+                .principal(&caller.principal)
+                .map_err(forbidden)?
+                .row_filter
+                .is_some()
+            {
+                return Err(gone(id));
+            }
+            None
+        }
+    };
+    Ok(ImageStatus {
         id,
         status,
         received_at: id.received_at(),
         expires_at,
-        metadata,
+        metadata: shown,
         reason,
-    };
-    let store = &state.store;
-    if lake::erasure::is_erased(store, id).await? {
-        return Err(ApiError::not_found(format!(
-            "image {id} does not exist or has expired"
-        )));
+    })
+}
+
+/// Where the image is, for our own bookkeeping (no caller's view): `None`
+/// when it does not exist, expired or was erased.
+pub async fn current(state: &AppState, id: ImageId) -> Result<Option<Status>, ApiError> {
+    if state.clock.now() >= state.layout.expires_at(id)
+        || lake::erasure::is_erased(&state.store, id).await?
+    {
+        return Ok(None);
     }
+    Ok(read_state(state, id).await?.map(|(status, _, _)| status))
+}
+
+type State = (Status, Option<MetadataRow>, Option<String>);
+
+/// The status, the row to filter on (the real row once processed, else
+/// what the image's event or quarantine record says), the public reason.
+async fn read_state(state: &AppState, id: ImageId) -> Result<Option<State>, ApiError> {
+    let store = &state.store;
+    let expires_at = state.layout.expires_at(id);
     if let Some(bytes) = store.get(&layout::quarantine_key(id)).await? {
         let record: QuarantineRecord =
             serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
         let reason = format!("{}: {}", record.reason.as_str(), record.detail);
-        return Ok(base(Status::Quarantined, None, Some(reason)));
+        let row = partial_row(
+            id,
+            expires_at,
+            Status::Quarantined,
+            record.source,
+            record.source_ref,
+        );
+        return Ok(Some((Status::Quarantined, Some(row), Some(reason))));
     }
     if let Some(bytes) = store.get(&layout::manifest_key(id)).await? {
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-        return Ok(base(
-            Status::Processed,
-            Some(public_metadata(&manifest)),
-            None,
-        ));
+        return Ok(Some((Status::Processed, Some(manifest.row), None)));
     }
     if store.exists(&layout::raw_key(id)).await? {
         let status = if state.inflight.contains(id) {
@@ -71,34 +147,104 @@ pub async fn lookup(state: &AppState, id: ImageId) -> Result<ImageStatus, ApiErr
         } else {
             Status::Received
         };
-        return Ok(base(status, None, None));
+        let row = lake::index::recorded_event(store, id)
+            .await?
+            .map(|ev: ImageReceived| partial_row(id, expires_at, status, ev.source, ev.source_ref));
+        return Ok(Some((status, row, None)));
     }
-    Err(ApiError::not_found(format!(
-        "image {id} does not exist or has expired"
-    )))
+    Ok(None)
 }
 
-/// The row without its restricted columns (GPS coordinates, source_ref): the HTTP API
-/// has no per-principal policy yet, so it shows only what every reader may.
-fn public_metadata(m: &Manifest) -> serde_json::Value {
-    let r = &m.row;
-    serde_json::json!({
-        "width": r.width,
-        "height": r.height,
-        "format": r.format,
-        "content_type": r.content_type,
-        "bytes": r.bytes,
-        "sha256": r.sha256,
-        "phash": r.phash,
-        "orientation": r.orientation,
-        "exif_make": r.exif_make,
-        "exif_model": r.exif_model,
-        "exif_taken_at": r.exif_taken_at,
-        "has_gps": r.has_gps,
-        "thumb_key": r.thumb_key,
-        "raw_key": r.raw_key,
-        "source": r.source,
-        "processing_ms": r.processing_ms,
-        "script": r.script.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
-    })
+/// What is known of an image before its row exists, in the row's shape, so
+/// the principal's row filter can be applied to it.
+fn partial_row(
+    id: ImageId,
+    expires_at: DateTime<Utc>,
+    status: Status,
+    source: Source,
+    source_ref: Option<String>,
+) -> MetadataRow {
+    MetadataRow {
+        id,
+        source,
+        source_ref,
+        received_at: id.received_at(),
+        expires_at,
+        content_type: String::new(),
+        format: String::new(),
+        width: 0,
+        height: 0,
+        bytes: 0,
+        sha256: String::new(),
+        phash: String::new(),
+        exif_make: None,
+        exif_model: None,
+        exif_taken_at: None,
+        orientation: 1,
+        has_gps: false,
+        gps_lat: None,
+        gps_lon: None,
+        thumb_key: String::new(),
+        raw_key: layout::raw_key(id),
+        script: None,
+        processing_ms: 0,
+        status: status.as_str().into(),
+        script_version: None,
+    }
+}
+
+/// `rows` through the caller's view, as JSON objects.
+async fn visible_rows(
+    state: &AppState,
+    caller: &Caller,
+    rows: &[MetadataRow],
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>, ApiError> {
+    let batch = schema::to_record_batch(rows).map_err(ApiError::internal)?;
+    let batches = policies::query::visible(&state.policy, &caller.principal, vec![batch], now)
+        .await
+        .map_err(query_error)?;
+    to_json(&batches)
+}
+
+/// The script's fields are a JSON object stored as text: show the object.
+fn with_script_object(mut row: Value) -> Value {
+    if let Some(text) = row.get("script").and_then(Value::as_str)
+        && let Ok(fields) = serde_json::from_str::<Value>(text)
+    {
+        row["script"] = fields;
+    }
+    row
+}
+
+fn forbidden(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "access_denied",
+        e.to_string(),
+    )
+}
+
+pub fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::ColumnDenied(_) | QueryError::Policy(_) => forbidden(e),
+        QueryError::Store(_) | QueryError::File { .. } => ApiError::unavailable(e),
+        QueryError::Sql(_) => ApiError::internal(e),
+    }
+}
+
+pub fn to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    // Explicit nulls: every column the principal may see is in every row.
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(&mut out);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer.write_batches(&refs).map_err(ApiError::internal)?;
+    writer.finish().map_err(ApiError::internal)?;
+    drop(writer);
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&out).map_err(ApiError::internal)
 }

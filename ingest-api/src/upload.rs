@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{FromRequest, Multipart, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -12,14 +12,16 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use lake::{
-    ImageId, ImageReceived, Source, layout,
+    ImageId, ImageReceived, Source,
+    config::Permission,
+    layout,
     sniff::{ImageFormat, Sniffed, sniff},
     store::PutOptions,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{ApiError, AppState, status};
+use crate::{ApiError, AppState, auth::Caller, status};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -42,8 +44,10 @@ struct Upload {
 
 pub async fn upload(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    caller.require(Permission::ImagesWrite)?;
     let _slot = state.upload_slots.acquire().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,7 +67,7 @@ pub async fn upload(
         let mut images = Vec::with_capacity(files.len());
         for (i, f) in files.into_iter().enumerate() {
             let key = idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
-            images.push(accept(&state, f, key).await?);
+            images.push(accept(&state, &caller, f, key).await?);
         }
         return Ok((
             StatusCode::ACCEPTED,
@@ -78,7 +82,7 @@ pub async fn upload(
         format,
         name: None,
     };
-    let accepted = accept(&state, upload, idempotency_key).await?;
+    let accepted = accept(&state, &caller, upload, idempotency_key).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
@@ -93,6 +97,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
         )),
     }
+}
+
+/// Client keys live in their own namespace, per principal: a client can
+/// neither plant an internal record (`content:…`, `kafka:…`, `event:…`) nor
+/// reach another principal's uploads by guessing its key.
+fn dedup_key(caller: &Caller, client_key: &str) -> String {
+    format!("api:{}:{client_key}", caller.principal)
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -213,16 +224,18 @@ fn name_part(mut e: ApiError, index: usize, name: &str) -> ApiError {
 /// answer with the image stored the first time.
 async fn accept(
     state: &AppState,
+    caller: &Caller,
     upload: Upload,
     idempotency_key: Option<String>,
 ) -> Result<Accepted, ApiError> {
     let sha256 = hex::encode(Sha256::digest(&upload.data));
-    let _lock = match &idempotency_key {
+    let dedup = idempotency_key.as_deref().map(|k| dedup_key(caller, k));
+    let _lock = match &dedup {
         Some(key) => Some(state.idempotency_locks.lock(key).await),
         None => None,
     };
     let format = upload.format;
-    if let Some(key) = &idempotency_key
+    if let Some(key) = &dedup
         && let Some(existing) = find_idempotent(state, key, &sha256).await?
     {
         if existing.status == status::Status::Received {
@@ -238,6 +251,7 @@ async fn accept(
                 sha256,
                 content_type: format.mime().to_owned(),
                 received_at: existing.received_at,
+                dedup_key: dedup.clone(),
             };
             state
                 .events
@@ -262,11 +276,12 @@ async fn accept(
         sha256: sha256.clone(),
         content_type: format.mime().to_owned(),
         received_at,
+        dedup_key: dedup.clone(),
     };
     lake::index::record_event(&state.store, &event, &opts).await?;
     state.store.put(&raw_key, upload.data, &opts).await?;
     lake::index::record_content(&state.store, &sha256, id, &opts).await?;
-    if let Some(key) = &idempotency_key {
+    if let Some(key) = &dedup {
         // Body: the upload's hash, to tell a retry from a different upload
         // reusing the key.
         state
@@ -325,17 +340,13 @@ async fn find_idempotent(
             "this Idempotency-Key was used for a different upload",
         ));
     }
-    match status::lookup(state, id).await {
-        Ok(s) => Ok(Some(Accepted {
-            id,
-            status: s.status,
-            received_at: s.received_at,
-            expires_at: s.expires_at,
-        })),
-        // The first image is gone (expired or erased): this is a new upload.
-        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(None),
-        Err(e) => Err(e),
-    }
+    // Gone (expired or erased): this is a new upload.
+    Ok(status::current(state, id).await?.map(|status| Accepted {
+        id,
+        status,
+        received_at: id.received_at(),
+        expires_at: state.layout.expires_at(id),
+    }))
 }
 
 /// Serialises requests that share an idempotency key within this process.

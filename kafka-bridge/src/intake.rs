@@ -85,6 +85,7 @@ impl Intake {
             sha256: sha256.clone(),
             content_type: format.mime().to_owned(),
             received_at: id.received_at(),
+            dedup_key: Some(dedup_key.to_owned()),
         };
         if matches!(stored, Stored::New(_)) || !self.store.exists(&raw_key).await? {
             index::record_event(&self.store, &event, &opts).await?;

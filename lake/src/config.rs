@@ -79,7 +79,12 @@ pub struct ApiConfig {
     /// Largest accepted image, in bytes (per file for multipart).
     pub max_upload_bytes: u64,
     pub max_files_per_request: usize,
-    /// Bearer keys; when empty the API refuses to bind a non-loopback address.
+    /// API keys, each stored as its SHA-256 with a principal and
+    /// permissions (`[[api.keys]]`). With no keys at all the API is open to
+    /// loopback callers only.
+    pub keys: Vec<ApiKey>,
+    /// Deprecated: plain keys, each granted `images:write`, `images:read`
+    /// and `metrics:read` (never `images:erase`) as `key_principals` says.
     pub api_keys: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -95,12 +100,20 @@ pub struct ApiConfig {
     pub policy: Option<PathBuf>,
 }
 
+impl ApiConfig {
+    /// Does the API check callers at all?
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty() || !self.api_keys.is_empty()
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_upload_bytes: 32 * 1024 * 1024,
             max_files_per_request: 32,
+            keys: Vec::new(),
             api_keys: Vec::new(),
             request_timeout: Duration::from_secs(60),
             max_concurrent_uploads: 16,
@@ -109,6 +122,49 @@ impl Default for ApiConfig {
             policy: None,
         }
     }
+}
+
+/// What an API key may do; every route checks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    #[serde(rename = "images:write")]
+    ImagesWrite,
+    #[serde(rename = "images:read")]
+    ImagesRead,
+    #[serde(rename = "images:erase")]
+    ImagesErase,
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 4] = [
+        Permission::ImagesWrite,
+        Permission::ImagesRead,
+        Permission::ImagesErase,
+        Permission::MetricsRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ImagesWrite => "images:write",
+            Permission::ImagesRead => "images:read",
+            Permission::ImagesErase => "images:erase",
+            Permission::MetricsRead => "metrics:read",
+        }
+    }
+}
+
+/// One `[[api.keys]]` entry. Only the key's digest is configured, so the
+/// config file holds no secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Hex SHA-256 of the key as sent (`imgpipe keys hash` prints it).
+    pub sha256: String,
+    /// A principal of the policy file: the view this key reads through.
+    pub principal: String,
+    pub permissions: Vec<Permission>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +232,41 @@ pub struct ScriptConfig {
     /// CPU-time limit (RLIMIT_CPU) for one script process, in seconds.
     #[serde(default = "default_script_cpu")]
     pub max_cpu_seconds: u64,
+    /// RLIMIT_NPROC. The kernel counts every process of the user imgpipe
+    /// runs as, so leave room for imgpipe's own.
+    #[serde(default = "default_script_processes")]
+    pub max_processes: u64,
+    /// RLIMIT_NOFILE for the script's processes.
+    #[serde(default = "default_script_open_files")]
+    pub max_open_files: u64,
+    /// `bwrap` (bubblewrap; required unless `none` is said explicitly) or
+    /// `none`, which runs the script with imgpipe's own view of the system.
+    #[serde(default)]
+    pub sandbox: SandboxKind,
+    /// Extra paths the sandboxed script may read (models, libraries); the
+    /// files named in `command` are always readable.
+    #[serde(default)]
+    pub read_only: Vec<PathBuf>,
+    /// Where each run's private directory is made; stale ones (a crash) are
+    /// removed by the sweeper. Default: `<temp dir>/imgpipe-scratch`.
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxKind {
+    #[default]
+    Bwrap,
+    None,
+}
+
+impl ScriptConfig {
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.scratch_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("imgpipe-scratch"))
+    }
 }
 
 fn default_mode() -> ScriptMode {
@@ -201,6 +292,12 @@ fn default_script_memory() -> u64 {
 }
 fn default_script_cpu() -> u64 {
     600
+}
+fn default_script_processes() -> u64 {
+    1024
+}
+fn default_script_open_files() -> u64 {
+    256
 }
 
 impl Default for ProcessorConfig {
@@ -404,6 +501,22 @@ impl Config {
         if self.api.api_keys.iter().any(|k| k.len() < 16) {
             return bad("api.api_keys: every key must be at least 16 characters".into());
         }
+        let mut digests = std::collections::BTreeSet::new();
+        for (i, key) in self.api.keys.iter().enumerate() {
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(format!(
+                    "api.keys[{i}].sha256 must be 64 hex digits (imgpipe keys hash prints one)"
+                ));
+            }
+            if !digests.insert(key.sha256.to_ascii_lowercase()) {
+                return bad(format!("api.keys[{i}].sha256 appears twice"));
+            }
+            if key.permissions.is_empty() || key.principal.is_empty() {
+                return bad(format!(
+                    "api.keys[{i}] needs a principal and at least one permission"
+                ));
+            }
+        }
         let p = &self.processor;
         if !(16..=4096).contains(&p.thumbnail_px) {
             return bad(format!(
@@ -480,10 +593,10 @@ impl Config {
 
     /// The serving commands may listen publicly only behind API keys.
     pub fn check_listen(&self) -> Result<(), ConfigError> {
-        if !self.api.listen.ip().is_loopback() && self.api.api_keys.is_empty() {
+        if !self.api.listen.ip().is_loopback() && !self.api.has_keys() {
             return Err(ConfigError::Invalid(format!(
-                "refusing to listen on {} without api.api_keys: anyone could upload; \
-                 configure keys or listen on 127.0.0.1",
+                "refusing to listen on {} without api.keys (or api.api_keys): anyone could \
+                 upload; configure keys or listen on 127.0.0.1",
                 self.api.listen
             )));
         }
@@ -598,5 +711,51 @@ mod tests {
         assert!(cfg.check_listen().is_err());
         cfg.api.api_keys = vec!["k".repeat(32)];
         assert!(cfg.check_listen().is_ok());
+        cfg.api.api_keys.clear();
+        cfg.api.keys = vec![ApiKey {
+            sha256: "ab".repeat(32),
+            principal: "analyst".into(),
+            permissions: vec![Permission::ImagesRead],
+        }];
+        assert!(cfg.check_listen().is_ok());
+    }
+
+    #[test]
+    fn api_keys_are_digests_with_principal_and_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let digest = "0f".repeat(32);
+        std::fs::write(
+            &path,
+            format!(
+                "[[api.keys]]\nsha256 = \"{digest}\"\nprincipal = \"analyst\"\n\
+                 permissions = [\"images:read\", \"metrics:read\"]\n"
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(cfg.api.keys.len(), 1);
+        assert_eq!(
+            cfg.api.keys[0].permissions,
+            vec![Permission::ImagesRead, Permission::MetricsRead]
+        );
+        std::fs::write(
+            &path,
+            "[[api.keys]]\nsha256 = \"nothex\"\nprincipal = \"analyst\"\npermissions = [\"images:read\"]\n",
+        )
+        .unwrap();
+        let e = Config::load_with_env(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.keys[0].sha256"), "{e}");
+        std::fs::write(
+            &path,
+            format!("[[api.keys]]\nsha256 = \"{digest}\"\nprincipal = \"analyst\"\npermissions = [\"images:delete\"]\n"),
+        )
+        .unwrap();
+        let e = Config::load_with_env(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("images:delete"), "{e}");
     }
 }

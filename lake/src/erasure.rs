@@ -12,7 +12,7 @@ use crate::{
     ImageId, SharedStore, StoreError,
     layout::{self, parse_key},
     schema::{self, SchemaError},
-    store::PutOptions,
+    store::{ObjectVersion, PutOptions},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,40 @@ pub async fn tombstones_near(
 
 pub async fn is_erased(store: &SharedStore, id: ImageId) -> Result<bool, StoreError> {
     store.exists(&layout::erased_key(id)).await
+}
+
+/// Every version and delete marker of exactly `key` (a listing by prefix
+/// would also name longer keys).
+pub async fn versions_of(store: &SharedStore, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+    Ok(store
+        .list_versions(key)
+        .await?
+        .into_iter()
+        .filter(|v| v.key == key)
+        .collect())
+}
+
+/// Remove `key` for good: on a versioned bucket a delete only hides it.
+pub async fn purge_key(store: &SharedStore, key: &str) -> Result<(), StoreError> {
+    let versions = versions_of(store, key).await?;
+    if versions.is_empty() {
+        return Ok(());
+    }
+    store.purge(&versions).await
+}
+
+/// Remove the older versions of a file just rewritten in place: they still
+/// hold the rows the rewrite removed.
+async fn purge_older_versions(store: &SharedStore, key: &str) -> Result<(), StoreError> {
+    let older: Vec<ObjectVersion> = versions_of(store, key)
+        .await?
+        .into_iter()
+        .filter(|v| !v.is_latest)
+        .collect();
+    if older.is_empty() {
+        return Ok(());
+    }
+    store.purge(&older).await
 }
 
 /// Remove the rows of `erased` from one metadata file, in one atomic
@@ -70,8 +104,10 @@ pub async fn scrub_file(
         metadata: Vec::new(),
     };
     let named_after_erased = parse_key(key).is_ok_and(|p| erased.contains(&p.id));
+    // Every way out removes the old file's versions too: on a versioned
+    // bucket they would keep the erased rows.
     match kept.iter().map(|r| r.id).max() {
-        None => store.delete(&[key.to_owned()]).await?,
+        None => purge_key(store, key).await?,
         // The file is named after an erased image: the rows move to a file
         // named after the newest row left (written first, so a reader may
         // briefly see a row twice, never miss one).
@@ -80,12 +116,13 @@ pub async fn scrub_file(
             store
                 .put(&layout::metadata_key(newest, kept.len()), body, &opts)
                 .await?;
-            store.delete(&[key.to_owned()]).await?;
+            purge_key(store, key).await?;
         }
         // Same key: readers see the old file or the new one, never neither.
         Some(_) => {
             let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
             store.put(key, body, &opts).await?;
+            purge_older_versions(store, key).await?;
         }
     }
     Ok(removed)

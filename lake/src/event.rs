@@ -35,6 +35,10 @@ pub struct ImageReceived {
     /// The sniffed type, never the client's claim.
     pub content_type: String,
     pub received_at: DateTime<Utc>,
+    /// The dedup key its record was written under (namespaced: `api:…`,
+    /// `kafka:…`), so erasure finds that record from the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
 }
 
 /// Where `ImageReceived` goes: the in-process channel (embedded mode) or a

@@ -92,6 +92,21 @@ pub async fn find_by_content(
     Ok(ids)
 }
 
+/// The keys of every record kept for an image — its recorded event, its
+/// content-index entry and its dedup record — derived from the id and the
+/// event, so erasure finds them without listing the area.
+pub fn record_keys(event: &ImageReceived) -> Vec<String> {
+    let id = event.id;
+    let mut keys = vec![
+        event_key(id),
+        layout::idempotency_key(&layout::content_index_key(&event.sha256), id),
+    ];
+    if let Some(dedup) = &event.dedup_key {
+        keys.push(layout::idempotency_key(dedup, id));
+    }
+    keys
+}
+
 fn event_key(id: ImageId) -> String {
     layout::idempotency_key(&format!("event:{id}"), id)
 }
@@ -167,10 +182,27 @@ mod tests {
             sha256: "aa".into(),
             content_type: "image/png".into(),
             received_at: a.received_at(),
+            dedup_key: Some("kafka:k1".into()),
         };
         assert_eq!(recorded_event(&store, a).await.unwrap(), None);
         record_event(&store, &event, &opts).await.unwrap();
-        assert_eq!(recorded_event(&store, a).await.unwrap(), Some(event));
+        assert_eq!(
+            recorded_event(&store, a).await.unwrap(),
+            Some(event.clone())
+        );
+        // Every record of `a` is found from its event alone.
+        let mut of_a: Vec<String> = store
+            .list("idempotency/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| k.ends_with(&a.to_string()))
+            .collect();
+        let mut derived = record_keys(&event);
+        of_a.sort();
+        derived.sort();
+        assert_eq!(of_a, derived);
         // Kept with the image's other records: its id is in the key.
         assert!(
             store

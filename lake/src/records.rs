@@ -52,8 +52,13 @@ impl QuarantineReason {
 pub struct QuarantineRecord {
     pub id: ImageId,
     pub reason: QuarantineReason,
-    /// Human text naming the problem.
+    /// Human text naming the problem (never the script's output).
     pub detail: String,
+    /// What the script said (its stderr tail or its reported error), for
+    /// the operator; swept with the record, never shown over HTTP (a script
+    /// can echo image content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_output: Option<String>,
     pub source: Source,
     pub source_ref: Option<String>,
     /// The bytes stay under this key until they expire, for inspection.

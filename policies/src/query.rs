@@ -113,6 +113,24 @@ fn timestamp(at: DateTime<Utc>) -> datafusion::prelude::Expr {
     ))
 }
 
+/// `batches` as `principal` sees them at `now`: the rows its filter admits
+/// and retention keeps, the columns its tags grant. What every HTTP route
+/// that shows metadata answers through.
+pub async fn visible(
+    policy: &Policy,
+    principal: &str,
+    batches: Vec<RecordBatch>,
+    now: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let who = policy.principal(principal)?;
+    let visible = policy.visible_columns(who);
+    let ctx = SessionContext::new();
+    principal_view(&ctx, who, &visible, batches, now)?
+        .collect()
+        .await
+        .map_err(sql_error)
+}
+
 /// One page of the metadata listing (`GET /v1/images?from=&to=…`).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {

@@ -23,6 +23,10 @@ pub use pipeline::{Processor, ScriptSlot};
 pub struct ProcessError {
     pub reason: QuarantineReason,
     pub detail: String,
+    /// What the script said (stderr tail, reported error): kept in the
+    /// quarantine record for the operator, never shown over HTTP (it can
+    /// echo image content).
+    pub script_output: Option<String>,
 }
 
 impl ProcessError {
@@ -30,6 +34,18 @@ impl ProcessError {
         Self {
             reason,
             detail: detail.into(),
+            script_output: None,
+        }
+    }
+
+    pub fn with_script_output(
+        reason: QuarantineReason,
+        detail: impl Into<String>,
+        said: &str,
+    ) -> Self {
+        Self {
+            script_output: (!said.is_empty()).then(|| said.to_owned()),
+            ..Self::new(reason, detail)
         }
     }
 }

@@ -452,6 +452,7 @@ async fn quarantine(
         id: ev.id,
         reason: problem.reason,
         detail: problem.detail,
+        script_output: problem.script_output,
         source: ev.source,
         source_ref: ev.source_ref.clone(),
         raw_key: ev.raw_key.clone(),

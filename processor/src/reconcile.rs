@@ -66,6 +66,7 @@ pub async fn unfinished(store: &SharedStore) -> Result<Vec<ImageReceived>, Recon
             sha256: String::new(),
             content_type: String::new(),
             received_at: id.received_at(),
+            dedup_key: None,
         }));
     }
     out.sort_by_key(|e| e.id);

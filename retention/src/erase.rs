@@ -3,13 +3,18 @@
 //! Order matters. The tombstone goes first, so no stage writes the image
 //! back; the raw object goes last, so an erasure interrupted by a crash is
 //! still visible (raw present) and finishes when run again.
+//!
+//! Every key is purged by version: on a versioned bucket a delete only
+//! hides an object, and its older versions (the image, the pre-scrub
+//! Parquet file with its GPS) would outlive the erasure. Records are found
+//! from the id and the image's recorded event, never by listing an area.
 
 use lake::{
     ImageId, SharedStore,
     erasure::{self, ErasureError},
-    layout::{self, Area},
+    index, layout,
     records::Manifest,
-    store::PutOptions,
+    store::{ObjectVersion, PutOptions},
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,15 +34,12 @@ pub async fn erase(
 ) -> Result<Option<ErasureReport>, ErasureError> {
     let raw_key = layout::raw_key(id);
     let quarantine_key = layout::quarantine_key(id);
-    let derived: Vec<String> = store
-        .list(&layout::derived_prefix(id))
-        .await?
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    // Every version under the image's folder, live or not, including any
+    // a manifest never named (a crash before it was written).
+    let derived = store.list_versions(&layout::derived_prefix(id)).await?;
     let raw = store.exists(&raw_key).await?;
     let quarantined = store.exists(&quarantine_key).await?;
-    if !raw && !quarantined && derived.is_empty() {
+    if !raw && !quarantined && !derived.iter().any(|v| v.is_latest && !v.delete_marker) {
         return Ok(None);
     }
     let tombstone = bytes::Bytes::from(now.to_rfc3339());
@@ -45,35 +47,35 @@ pub async fn erase(
         .put(&layout::erased_key(id), tombstone, &PutOptions::default())
         .await?;
 
-    // Derived objects: the manifest's list, plus anything under the image's
-    // folder a manifest never named (a crash before it was written).
-    let mut doomed = derived;
-    if let Some(bytes) = store.get(&layout::manifest_key(id)).await?
-        && let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes)
-    {
-        doomed.extend(manifest.keys.into_iter().filter(|k| *k != raw_key));
+    let mut keys = vec![quarantine_key];
+    let manifest = match store.get(&layout::manifest_key(id)).await? {
+        Some(bytes) => serde_json::from_slice::<Manifest>(&bytes).ok(),
+        None => None,
+    };
+    if let Some(event) = index::recorded_event(store, id).await? {
+        keys.extend(index::record_keys(&event));
+    } else if let Some(m) = &manifest {
+        // No recorded event (older images): the content index, from the row.
+        keys.push(layout::idempotency_key(
+            &layout::content_index_key(&m.row.sha256),
+            id,
+        ));
     }
-    if quarantined {
-        doomed.push(quarantine_key);
+    let mut doomed: Vec<ObjectVersion> = derived;
+    for key in &keys {
+        doomed.extend(erasure::versions_of(store, key).await?);
     }
-    let suffix = format!("/{id}");
-    doomed.extend(
-        store
-            .list(Area::Idempotency.prefix())
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .filter(|k| k.ends_with(&suffix)),
-    );
-    doomed.sort();
-    doomed.dedup();
-    store.delete(&doomed).await?;
+    let objects = doomed
+        .iter()
+        .filter(|v| v.is_latest && !v.delete_marker)
+        .count();
+    if !doomed.is_empty() {
+        store.purge(&doomed).await?;
+    }
     let rows = erasure::scrub_partition(store, id).await?;
-    if raw {
-        store.delete(std::slice::from_ref(&raw_key)).await?;
-    }
+    erasure::purge_key(store, &raw_key).await?;
     let report = ErasureReport {
-        objects: doomed.len() + usize::from(raw),
+        objects: objects + usize::from(raw),
         rows,
     };
     tracing::info!(%id, objects = report.objects, rows = report.rows, "erased");

@@ -14,3 +14,4 @@ mod purge;
 mod s3_lake;
 mod script;
 mod storage_conformance;
+mod trust;

@@ -37,6 +37,8 @@ pub struct ObjectVersion {
     pub version_id: Option<String>,
     pub size: u64,
     pub delete_marker: bool,
+    /// The current version (what a plain GET reads).
+    pub is_latest: bool,
 }
 
 /// What travels with an object besides its bytes. The S3 backend stores it
@@ -116,6 +118,7 @@ pub trait Store: Send + Sync + fmt::Debug {
                 version_id: None,
                 size: o.size,
                 delete_marker: false,
+                is_latest: true,
             })
             .collect())
     }

@@ -285,6 +285,7 @@ impl Store for S3Store {
                     version_id: version(v.version_id()),
                     size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                     delete_marker: false,
+                    is_latest: v.is_latest() == Some(true),
                 });
             }
             for m in page.delete_markers() {
@@ -294,6 +295,7 @@ impl Store for S3Store {
                     version_id: version(m.version_id()),
                     size: 0,
                     delete_marker: true,
+                    is_latest: m.is_latest() == Some(true),
                 });
             }
             if page.is_truncated() != Some(true) {

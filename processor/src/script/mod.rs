@@ -18,19 +18,19 @@
 pub mod process;
 pub mod stream;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use lake::{
     ImageId,
-    config::{ScriptConfig, ScriptMode},
+    config::{SandboxKind, ScriptConfig, ScriptMode},
     records::QuarantineReason,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::ProcessError;
-use process::{RunError, Spec};
+use process::{RunError, Sandbox, Spec};
 use stream::{Pool, StreamError};
 
 /// What one successful run produced.
@@ -64,6 +64,31 @@ pub struct ScriptRunner {
     slots: tokio::sync::Semaphore,
 }
 
+/// The sandbox the config asks for cannot be had here.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "processor.script.sandbox = \"bwrap\" but bubblewrap (`bwrap`) is missing or cannot make \
+     namespaces here: install it (Debian: bubblewrap), or set sandbox = \"none\" to run the \
+     script unconfined"
+)]
+pub struct SandboxUnavailable;
+
+/// Refuse a configured script whose sandbox cannot run; warn when the
+/// config turned the sandbox off. Also makes the scratch directory.
+pub fn check_sandbox(cfg: &ScriptConfig) -> Result<(), SandboxUnavailable> {
+    if let Err(e) = std::fs::create_dir_all(cfg.scratch_dir()) {
+        tracing::warn!(dir = %cfg.scratch_dir().display(), error = %e, "cannot make the script scratch dir");
+    }
+    match cfg.sandbox {
+        SandboxKind::None => {
+            tracing::warn!("processor.script.sandbox = \"none\": the script runs unconfined");
+            Ok(())
+        }
+        SandboxKind::Bwrap if process::sandbox_available() => Ok(()),
+        SandboxKind::Bwrap => Err(SandboxUnavailable),
+    }
+}
+
 impl ScriptRunner {
     pub fn new(cfg: &ScriptConfig, slots: usize) -> Self {
         let env = cfg
@@ -83,13 +108,27 @@ impl ScriptRunner {
                 _ => arg.clone(),
             })
             .collect();
+        let scratch = cfg.scratch_dir();
+        // Readable in the sandbox: the files the command names (the script
+        // itself), never their folders (a script beside the lake must not
+        // open the lake), plus what the config adds.
+        let read_only = command
+            .iter()
+            .filter(|arg| arg.starts_with('/') && Path::new(arg).is_file())
+            .map(PathBuf::from)
+            .chain(cfg.read_only.iter().cloned())
+            .collect();
         let spec = Spec {
             program: command[0].clone(),
             args: command[1..].to_vec(),
             env,
-            cwd: std::env::temp_dir(),
+            cwd: scratch.clone(),
             max_memory_bytes: cfg.max_memory_bytes,
             max_cpu_seconds: cfg.max_cpu_seconds,
+            max_processes: cfg.max_processes,
+            max_file_bytes: cfg.max_files_bytes.max(cfg.max_output_bytes),
+            max_open_files: cfg.max_open_files,
+            sandbox: (cfg.sandbox == SandboxKind::Bwrap).then_some(Sandbox { read_only }),
         };
         Self {
             version: script_version(&command),
@@ -137,8 +176,8 @@ impl ScriptRunner {
         };
         // A private directory per run, removed when it drops.
         let dir = tempfile::Builder::new()
-            .prefix("imgpipe-script-")
-            .tempdir()
+            .prefix("run-")
+            .tempdir_in(&self.spec.cwd)
             .map_err(|e| io_error("directory", e))?;
         let input_dir = dir.path().join("input");
         let out_dir = dir.path().join("out");
@@ -169,12 +208,10 @@ impl ScriptRunner {
                     .await
                     .map_err(run_error)?;
                 if !out.status.success() {
-                    return Err(ProcessError::new(
+                    return Err(ProcessError::with_script_output(
                         QuarantineReason::ScriptFailed,
-                        format!(
-                            "script exited with {}; stderr: {}",
-                            out.status, out.stderr_tail
-                        ),
+                        format!("script exited with {}", out.status),
+                        &out.stderr_tail,
                     ));
                 }
                 parse_fields(&out.stdout).map_err(|why| bad_output(why, &out.stderr_tail))?
@@ -190,9 +227,10 @@ impl ScriptRunner {
                 match parse_answer(&line, &id) {
                     Ok(Ok(fields)) => fields,
                     Ok(Err(error)) => {
-                        return Err(ProcessError::new(
+                        return Err(ProcessError::with_script_output(
                             QuarantineReason::ScriptFailed,
-                            format!("script reported: {error}"),
+                            "the script reported an error",
+                            &error,
                         ));
                     }
                     Err(why) => return Err(bad_output(why, "")),
@@ -216,19 +254,20 @@ fn closed() -> ProcessError {
 }
 
 fn bad_output(why: impl std::fmt::Display, stderr_tail: &str) -> ProcessError {
-    let mut detail = why.to_string();
-    if !stderr_tail.is_empty() {
-        detail.push_str(&format!("; stderr: {stderr_tail}"));
-    }
-    ProcessError::new(QuarantineReason::ScriptBadOutput, detail)
+    ProcessError::with_script_output(
+        QuarantineReason::ScriptBadOutput,
+        why.to_string(),
+        stderr_tail,
+    )
 }
 
 fn run_error(e: RunError) -> ProcessError {
     match &e {
         RunError::Spawn { .. } => ProcessError::new(QuarantineReason::ScriptFailed, e.to_string()),
-        RunError::Timeout { stderr_tail, .. } => ProcessError::new(
+        RunError::Timeout { stderr_tail, .. } => ProcessError::with_script_output(
             QuarantineReason::ScriptTimeout,
-            format!("script gave {e}; stderr: {stderr_tail}"),
+            format!("script gave {e}"),
+            stderr_tail,
         ),
         RunError::TooMuchOutput { stderr_tail, .. } => {
             bad_output(format!("script {e}"), stderr_tail)
@@ -239,13 +278,15 @@ fn run_error(e: RunError) -> ProcessError {
 fn stream_error(e: StreamError) -> ProcessError {
     match &e {
         StreamError::Spawn(_) => ProcessError::new(QuarantineReason::ScriptFailed, e.to_string()),
-        StreamError::Timeout { stderr_tail, .. } => ProcessError::new(
+        StreamError::Timeout { stderr_tail, .. } => ProcessError::with_script_output(
             QuarantineReason::ScriptTimeout,
-            format!("worker gave {e}; stderr: {stderr_tail}"),
+            format!("worker gave {e}"),
+            stderr_tail,
         ),
-        StreamError::Died { stderr_tail } => ProcessError::new(
+        StreamError::Died { stderr_tail } => ProcessError::with_script_output(
             QuarantineReason::ScriptFailed,
-            format!("{e}; stderr: {stderr_tail}"),
+            e.to_string(),
+            stderr_tail,
         ),
         StreamError::TooLong { stderr_tail, .. } | StreamError::Garbage { stderr_tail } => {
             bad_output(format!("worker {e}"), stderr_tail)
@@ -274,10 +315,8 @@ fn parse_answer(line: &[u8], id: &str) -> Result<Result<Map<String, Value>, Stri
         return Err("answer is not a JSON object".into());
     };
     if answer.get("id").and_then(Value::as_str) != Some(id) {
-        return Err(format!(
-            "answer is for {:?}, not for {id}",
-            answer.get("id")
-        ));
+        // Not echoed: the detail is shown over HTTP, script text is not.
+        return Err(format!("answer is for another request, not for {id}"));
     }
     match answer.get("ok").and_then(Value::as_bool) {
         Some(true) => match answer.remove("fields") {
@@ -310,6 +349,9 @@ fn kind(v: &Value) -> &'static str {
 /// Regular files under `out_dir` (symlinks are skipped: they could point
 /// anywhere), names that are safe key segments, within the size cap.
 fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<Vec<(String, Bytes)>, ProcessError> {
+    let root = out_dir
+        .canonicalize()
+        .map_err(|e| bad_output(format!("reading the output dir: {e}"), ""))?;
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut stack = vec![out_dir.to_owned()];
@@ -340,20 +382,49 @@ fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<Vec<(String, Bytes)
                     "",
                 ));
             }
-            total += meta.len();
+            let room = max_bytes.saturating_sub(total);
+            let bytes = read_output(&path, &root, room)
+                .map_err(|e| bad_output(format!("reading {rel}: {e}"), ""))?;
+            let Some(bytes) = bytes else { continue };
+            total += bytes.len() as u64;
             if total > max_bytes {
                 return Err(bad_output(
                     format!("output files exceed {max_bytes} bytes"),
                     "",
                 ));
             }
-            let bytes =
-                std::fs::read(&path).map_err(|e| bad_output(format!("reading {rel}: {e}"), ""))?;
             files.push((rel, Bytes::from(bytes)));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
+}
+
+/// One output file, read as what it is when opened — a stream worker is
+/// still running and may have swapped it since it was listed: never through
+/// a symlink (last component: `O_NOFOLLOW`; any other: the opened file's
+/// real path must be inside the output dir), never a FIFO or device, and
+/// at most `cap` + 1 bytes. `None`: not a regular file any more.
+fn read_output(path: &Path, root: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use nix::fcntl::OFlag;
+    use std::{
+        io::Read,
+        os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if !real.starts_with(root) {
+        return Err(std::io::Error::other("it leads outside the output dir"));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 fn script_version(command: &[String]) -> String {

@@ -1,8 +1,11 @@
-//! Every subprocess imgpipe starts goes through here: a process group of
-//! its own (so a timeout or the end of a run kills everything the script
-//! forked), resource limits via `prlimit` (address space, CPU time), a
-//! cleared environment plus an allow-list, a private working directory,
-//! capped stdout and a captured stderr tail. Rust opens every descriptor
+//! Every subprocess imgpipe starts goes through here: a bubblewrap sandbox
+//! (its own PID, network, IPC and mount namespaces: a read-only view of the
+//! system's programs and libraries, the script's own files, and only the
+//! run's private directory writable; when its first process ends, every
+//! process in it dies, `setsid` or not), a process group of its own,
+//! resource limits via `prlimit` (address space, CPU time, processes, file
+//! size, open files), a cleared environment plus an allow-list, capped
+//! stdout and a captured stderr tail. Rust opens every descriptor
 //! close-on-exec, and `imgpipe` marks those it inherited close-on-exec at
 //! start, so a script inherits only its three pipes.
 
@@ -28,20 +31,93 @@ pub struct Spec {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The working directory; in the sandbox, the only writable place.
     pub cwd: PathBuf,
     pub max_memory_bytes: u64,
     pub max_cpu_seconds: u64,
+    pub max_processes: u64,
+    pub max_file_bytes: u64,
+    pub max_open_files: u64,
+    /// `None`: run without a sandbox (`sandbox = "none"`).
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What the sandbox lets the script see besides the system's programs and
+/// libraries: read-only paths (the script's files).
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    pub read_only: Vec<PathBuf>,
+}
+
+/// The sandbox tool.
+pub const BWRAP: &str = "bwrap";
+
+/// Is the sandbox tool installed and able to make its namespaces here?
+pub fn sandbox_available() -> bool {
+    std::process::Command::new(BWRAP)
+        .args(["--unshare-all", "--die-with-parent"])
+        .args(system_binds())
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The system's programs and libraries, read-only. Merged-/usr systems
+/// have `/bin` and friends as links into `/usr`.
+fn system_binds() -> Vec<String> {
+    let mut args: Vec<String> = ["--ro-bind", "/usr", "/usr"].map(String::from).to_vec();
+    for dir in ["/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
+        match std::fs::read_link(dir) {
+            Ok(target) => {
+                args.extend(["--symlink".into(), target.display().to_string(), dir.into()])
+            }
+            Err(_) => args.extend(["--ro-bind-try".into(), dir.into(), dir.into()]),
+        }
+    }
+    // What programs need from /etc to start, and nothing else of it.
+    for file in [
+        "/etc/ld.so.cache",
+        "/etc/alternatives",
+        "/etc/localtime",
+        "/etc/passwd",
+        "/etc/group",
+    ] {
+        args.extend(["--ro-bind-try".into(), file.into(), file.into()]);
+    }
+    args
 }
 
 impl Spec {
-    /// The command, wrapped in `prlimit` so the limits hold for the script
-    /// and everything it starts.
+    /// The command: `prlimit` (so the limits hold for the script and
+    /// everything it starts) around the sandbox around the script.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--as={}", self.max_memory_bytes))
             .arg(format!("--cpu={}", self.max_cpu_seconds))
-            .arg("--")
-            .arg(&self.program)
+            .arg(format!("--nproc={}", self.max_processes))
+            .arg(format!("--fsize={}", self.max_file_bytes))
+            .arg(format!("--nofile={}", self.max_open_files))
+            .arg("--");
+        if let Some(sandbox) = &self.sandbox {
+            let cwd = self.cwd.display().to_string();
+            cmd.arg(BWRAP)
+                .args(["--unshare-all", "--die-with-parent", "--new-session"])
+                .args(system_binds())
+                .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+            for path in &sandbox.read_only {
+                let path = path.display().to_string();
+                cmd.args(["--ro-bind", &path, &path]);
+            }
+            cmd.args(["--bind", &cwd, &cwd, "--chdir", &cwd, "--clearenv"]);
+            for (k, v) in &self.env {
+                cmd.args(["--setenv", k, v]);
+            }
+            cmd.arg("--");
+        }
+        cmd.arg(&self.program)
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -117,6 +193,18 @@ pub enum RunError {
     TooMuchOutput { limit: u64, stderr_tail: String },
 }
 
+/// How long a pipe reader may go on after the script is gone.
+const READER_GRACE: Duration = Duration::from_secs(5);
+
+async fn join_reader(task: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(task) = task {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(READER_GRACE, task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
 /// Run once: `stdin` in, stdout (capped) and the stderr tail out.
 pub async fn run_once(
     spec: &Spec,
@@ -163,19 +251,24 @@ pub async fn run_once(
         }
         Err(_) => {
             let _ = child.wait().await;
-            if let Some(t) = stderr_task {
-                let _ = t.await;
-            }
+            join_reader(stderr_task).await;
             return Err(RunError::Timeout {
                 timeout,
                 stderr_tail: tail.text(),
             });
         }
     };
-    let stdout = stdout_task.await.unwrap_or(Err(()));
-    if let Some(t) = stderr_task {
-        let _ = t.await;
-    }
+    // A descendant that kept the pipes open cannot hold the run: the
+    // readers get a short grace, then are dropped.
+    let stdout_abort = stdout_task.abort_handle();
+    let stdout = match tokio::time::timeout(READER_GRACE, stdout_task).await {
+        Ok(joined) => joined.unwrap_or(Err(())),
+        Err(_) => {
+            stdout_abort.abort();
+            Err(())
+        }
+    };
+    join_reader(stderr_task).await;
     match stdout {
         Ok(stdout) => Ok(Output {
             status,

@@ -18,8 +18,6 @@ struct Worker {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     stderr: Tail,
-    /// The worker's private working directory, removed with it.
-    _cwd: tempfile::TempDir,
 }
 
 impl Drop for Worker {
@@ -62,13 +60,10 @@ impl Pool {
     }
 
     fn spawn(&self) -> Result<Worker, StreamError> {
-        let cwd = tempfile::Builder::new()
-            .prefix("imgpipe-worker-")
-            .tempdir()
-            .map_err(StreamError::Spawn)?;
-        let mut spec = self.spec.clone();
-        spec.cwd = cwd.path().to_owned();
-        let mut child = spec.command().spawn().map_err(StreamError::Spawn)?;
+        // The worker's writable place is the runner's scratch dir, where
+        // every run's private directory is made: it must read the inputs
+        // and write the outputs of each request it gets.
+        let mut child = self.spec.command().spawn().map_err(StreamError::Spawn)?;
         let missing = || StreamError::Spawn(std::io::Error::other("worker pipes missing"));
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = BufReader::new(child.stdout.take().ok_or_else(missing)?);
@@ -81,7 +76,6 @@ impl Pool {
             stdin,
             stdout,
             stderr,
-            _cwd: cwd,
         })
     }
 
