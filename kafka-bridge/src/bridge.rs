@@ -6,8 +6,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use backon::{ExponentialBuilder, Retryable};
 use lake::{Config, config::KafkaConfig};
+
 use rdkafka::{
     Message as _, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -134,7 +134,11 @@ impl Bridge {
                         }
                     };
                     metrics::counter!("imgpipe_kafka_messages_total").increment(1);
-                    let size = msg.payload().map_or(0, <[u8]>::len) as u64;
+                    // A claim-check costs the largest image it may fetch.
+                    let size = match msg.payload() {
+                        Some(p) if message::looks_like_claim_check(p) => cfg.max_image_bytes,
+                        p => p.map_or(0, <[u8]>::len) as u64,
+                    };
                     let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
                     match budget.clone().try_acquire_many_owned(kib) {
                         Ok(permit) => {
@@ -284,24 +288,18 @@ async fn decide(ctx: &Ctx, msg: &OwnedMessage) -> Result<Image, Rejected> {
             key,
             dedup_key,
         } => {
-            let fetched = (|| ctx.claims.fetch(&bucket, &key))
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(200))
-                        .with_max_times(3),
-                )
-                .when(|e| matches!(e, ClaimError::Unavailable { .. }))
-                .await;
-            let data = match fetched {
-                Ok(d) => d,
-                Err(ClaimError::Rejected(r)) => return Err(r),
-                Err(e @ ClaimError::Unavailable { .. }) => {
-                    return Err(Rejected::new(
-                        DeadLetterReason::ClaimCheckUnreachable,
-                        e.to_string(),
-                    ));
+            // Passing S3 trouble is retried like storing is: a claim-check
+            // is not dead-lettered because the producer's S3 blinked.
+            let position = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+            let fetched = until_ok("fetching a claim-check", &position, || async {
+                match ctx.claims.fetch(&bucket, &key).await {
+                    Err(ClaimError::Rejected(r)) => Ok(Err(r)),
+                    Ok(data) => Ok(Ok(data)),
+                    Err(e @ ClaimError::Unavailable { .. }) => Err(e),
                 }
-            };
+            })
+            .await;
+            let data = fetched?;
             let format = message::image_format(&data)?;
             Ok((data, format, dedup_key))
         }

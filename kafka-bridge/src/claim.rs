@@ -1,14 +1,19 @@
 //! Claim-check messages: the image waits in S3 (`s3://bucket/key`) because
 //! it is larger than the broker's message limit; the bridge copies it into
 //! `raw/`. The producer's object is left where it is — it is theirs.
+//!
+//! A claim-check is an untrusted pointer read with the bridge's own
+//! credentials, so it may point only where `kafka.claim_check_allow` says,
+//! never into the lake (a copy there would be a new image with a fresh
+//! clock that erasure of the original does not reach), and it is read with
+//! a cap, not whole.
 
 use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use lake::{
-    Store,
     config::{KafkaConfig, S3Config},
-    store::S3Store,
+    store::{Capped, S3Store},
 };
 use tokio::sync::Mutex;
 
@@ -19,6 +24,10 @@ pub struct ClaimChecks {
     /// Endpoint, region and timeout for the producers' buckets.
     template: S3Config,
     max_bytes: u64,
+    /// `bucket` or `bucket/prefix` entries.
+    allow: Vec<String>,
+    /// The lake's bucket: never a claim-check's source.
+    lake_bucket: Option<String>,
     buckets: Mutex<HashMap<String, Arc<S3Store>>>,
 }
 
@@ -55,8 +64,22 @@ impl ClaimChecks {
         Self {
             template,
             max_bytes: kafka.max_image_bytes,
+            allow: kafka.claim_check_allow.clone(),
+            lake_bucket: lake_s3.map(|s3| s3.bucket.clone()),
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// May a claim-check point at `bucket`/`key`?
+    pub fn allowed(&self, bucket: &str, key: &str) -> bool {
+        if self.lake_bucket.as_deref() == Some(bucket) {
+            return false;
+        }
+        let object = format!("{bucket}/{key}");
+        self.allow.iter().any(|entry| match entry.split_once('/') {
+            None => entry == bucket,
+            Some(_) => object.starts_with(entry.as_str()),
+        })
     }
 
     async fn bucket(&self, name: &str) -> Result<Arc<S3Store>, lake::StoreError> {
@@ -75,35 +98,78 @@ impl ClaimChecks {
         Ok(store)
     }
 
-    /// The object's bytes, refused before download when too big. A missing
-    /// object is permanent; anything else may pass and is retried by the
-    /// caller, which dead-letters the message once retries run out.
+    /// The object's bytes, refused before download when too big (and as
+    /// the body streams past the limit). Permanent refusals say the same
+    /// for a missing object and a forbidden one, so a producer cannot probe
+    /// what exists; anything else may pass and is retried by the caller.
     pub async fn fetch(&self, bucket: &str, key: &str) -> Result<Bytes, ClaimError> {
         let uri = format!("s3://{bucket}/{key}");
+        if !self.allowed(bucket, key) {
+            return Err(Rejected::new(
+                DeadLetterReason::ClaimCheckRefused,
+                format!("{uri} is not in kafka.claim_check_allow"),
+            )
+            .into());
+        }
         let unavailable = |e: lake::StoreError| ClaimError::Unavailable {
             uri: uri.clone(),
             detail: e.to_string(),
         };
         let store = self.bucket(bucket).await.map_err(unavailable)?;
-        let listed = store.list(key).await.map_err(unavailable)?;
-        let Some(object) = listed.iter().find(|o| o.key == key) else {
-            return Err(Rejected::new(
-                DeadLetterReason::ClaimCheckUnreachable,
-                format!("{uri} does not exist"),
-            )
-            .into());
+        match store.get_capped(key, self.max_bytes).await {
+            Ok(Capped::Bytes(bytes)) => Ok(bytes),
+            Ok(Capped::TooBig(size)) => Err(too_big(size, self.max_bytes).into()),
+            Ok(Capped::Missing) => Err(unreachable(&uri)),
+            Err(e) if is_denied(&e) => Err(unreachable(&uri)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+fn unreachable(uri: &str) -> ClaimError {
+    Rejected::new(
+        DeadLetterReason::ClaimCheckUnreachable,
+        format!("{uri} could not be read"),
+    )
+    .into()
+}
+
+/// S3 answered, and said no: permanent, not worth retrying.
+fn is_denied(e: &lake::StoreError) -> bool {
+    let text = e.to_string();
+    ["AccessDenied", "Forbidden", "NoSuchBucket", "403"]
+        .iter()
+        .any(|s| text.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_buckets_and_prefixes_never_the_lake() {
+        let kafka = KafkaConfig {
+            claim_check_allow: vec!["uploads".into(), "shared/imgpipe/".into(), "lake".into()],
+            ..KafkaConfig::default()
         };
-        if object.size > self.max_bytes {
-            return Err(too_big(object.size, self.max_bytes).into());
-        }
-        match store.get(key).await.map_err(unavailable)? {
-            Some(bytes) if bytes.len() as u64 <= self.max_bytes => Ok(bytes),
-            Some(bytes) => Err(too_big(bytes.len() as u64, self.max_bytes).into()),
-            None => Err(Rejected::new(
-                DeadLetterReason::ClaimCheckUnreachable,
-                format!("{uri} disappeared while being copied"),
-            )
-            .into()),
-        }
+        let lake = S3Config {
+            bucket: "lake".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            force_path_style: true,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let claims = ClaimChecks::new(Some(&lake), &kafka);
+        assert!(claims.allowed("uploads", "a/b.jpg"));
+        assert!(claims.allowed("shared", "imgpipe/x.jpg"));
+        assert!(!claims.allowed("shared", "other/x.jpg"));
+        assert!(!claims.allowed("uploads2", "a.jpg"));
+        assert!(
+            !claims.allowed("lake", "raw/x"),
+            "the lake is never a source"
+        );
+        let none = ClaimChecks::new(None, &KafkaConfig::default());
+        assert!(!none.allowed("uploads", "a.jpg"), "empty list: refused");
     }
 }

@@ -89,16 +89,27 @@ impl EventConsumer {
                         }
                     };
                     let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
-                    match msg.payload().map(serde_json::from_slice::<ImageReceived>) {
+                    let event = msg
+                        .payload()
+                        .and_then(|p| serde_json::from_slice::<ImageReceived>(p).ok())
+                        .map(|ev| ev.checked(chrono::Utc::now()));
+                    match event {
                         Some(Ok(event)) => {
                             commits.started(&topic, partition, offset);
                             waiting.entry(event.id).or_default().push((topic, partition, offset));
                             permit.send(event);
                             handed += 1;
                         }
+                        // Whoever can write this topic can forge: refused, logged.
+                        Some(Err(forged)) => {
+                            metrics::counter!("imgpipe_kafka_bad_events_total").increment(1);
+                            tracing::error!(%topic, partition, offset, error = %forged, "forged ImageReceived event refused");
+                            commits.started(&topic, partition, offset);
+                            commits.finished(&topic, partition, offset);
+                        }
                         // Only imgpipe writes this topic: a bad event is a bug
                         // elsewhere, logged and passed over.
-                        _ => {
+                        None => {
                             metrics::counter!("imgpipe_kafka_bad_events_total").increment(1);
                             tracing::error!(%topic, partition, offset, "unreadable ImageReceived event skipped");
                             commits.started(&topic, partition, offset);

@@ -52,6 +52,19 @@ pub enum Inbound {
     },
 }
 
+/// Does the value look like a claim-check? (Checked before the message is
+/// handled, to charge it the largest image it may fetch.)
+pub fn looks_like_claim_check(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Claim {
+        #[allow(dead_code)]
+        s3_uri: String,
+    }
+    payload.len() < 4096
+        && payload.first() == Some(&b'{')
+        && serde_json::from_slice::<Claim>(payload).is_ok()
+}
+
 /// Why a message goes to the dead-letter topic. The code is stable: it is
 /// the `imgpipe-reason` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +74,8 @@ pub enum DeadLetterReason {
     TooBig,
     BrokenEnvelope,
     ClaimCheckUnreachable,
+    /// The claim-check points outside `kafka.claim_check_allow`.
+    ClaimCheckRefused,
 }
 
 impl DeadLetterReason {
@@ -71,6 +86,7 @@ impl DeadLetterReason {
             Self::TooBig => "too_big",
             Self::BrokenEnvelope => "broken_envelope",
             Self::ClaimCheckUnreachable => "claim_check_unreachable",
+            Self::ClaimCheckRefused => "claim_check_refused",
         }
     }
 }

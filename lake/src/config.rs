@@ -371,6 +371,9 @@ pub struct KafkaConfig {
     /// S3 endpoint for claim-check objects when the lake is not on S3
     /// (with an S3 lake, the lake's endpoint and region are used).
     pub claim_check_endpoint: Option<String>,
+    /// Where claim-checks may point: `bucket` or `bucket/prefix`. Empty:
+    /// claim-checks are refused. The lake's own bucket never is allowed.
+    pub claim_check_allow: Vec<String>,
     /// Refuse to start when a topic keeps messages longer than retention.
     pub enforce_retention: bool,
 }
@@ -391,6 +394,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(6),
             timeout: Duration::from_secs(30),
             claim_check_endpoint: None,
+            claim_check_allow: Vec::new(),
             enforce_retention: false,
         }
     }
@@ -445,7 +449,7 @@ impl Config {
                     .then(|| (format!("kafka.{key}"), v))
             })
             .map(|(k, v)| {
-                let value = if k == "api.api_keys" {
+                let value = if k == "api.api_keys" || k == "kafka.claim_check_allow" {
                     config::Value::from(v.split(',').map(str::to_owned).collect::<Vec<_>>())
                 } else {
                     config::Value::from(v)

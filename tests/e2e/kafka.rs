@@ -216,6 +216,10 @@ async fn images_in_all_three_forms_reach_processed_once() {
         "IMGPIPE_KAFKA__CLAIM_CHECK_ENDPOINT".into(),
         claims_cfg.endpoint.clone().unwrap(),
     ));
+    env.push((
+        "IMGPIPE_KAFKA__CLAIM_CHECK_ALLOW".into(),
+        format!("{}/incoming/", claims_cfg.bucket),
+    ));
     let small = photos(4 << 20, 6);
     let (raw, envelope, claim) = (&small[0..3], &small[3..5], &small[5]);
     let paths = |imgs: &[Img]| imgs.iter().map(|c| c.path.clone()).collect::<Vec<_>>();
@@ -371,7 +375,7 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_never_block() {
     got.sort();
     let want = [
         ("broken_envelope", "envelope"),
-        ("claim_check_unreachable", "claim"),
+        ("claim_check_refused", "claim"),
         ("not_an_image", "text"),
         ("too_big", "big"),
         ("unsupported_format", "heic"),

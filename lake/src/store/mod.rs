@@ -18,7 +18,7 @@ mod fs;
 mod s3;
 
 pub use fs::FsStore;
-pub use s3::S3Store;
+pub use s3::{Capped, S3Store};
 
 pub type SharedStore = Arc<dyn Store>;
 

@@ -23,6 +23,15 @@ use crate::config::S3Config;
 /// S3's limit for one DeleteObjects request.
 const DELETE_BATCH: usize = 1000;
 
+/// What [`S3Store::get_capped`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capped {
+    Missing,
+    /// Over the cap: at least this many bytes.
+    TooBig(u64),
+    Bytes(Bytes),
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
@@ -145,6 +154,57 @@ impl S3Store {
     }
 
     /// Turn on bucket versioning (tests of version-aware deletion).
+    /// The object's bytes if it has at most `max` of them: its size is
+    /// asked first (HEAD), then the body is read as it streams, stopping
+    /// past `max` whatever the HEAD said.
+    pub async fn get_capped(&self, key: &str, max: u64) -> Result<Capped, StoreError> {
+        validate_key(key)?;
+        let head = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(h) => h,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                return Ok(Capped::Missing);
+            }
+            Err(e) => return Err(err("head", key, e)),
+        };
+        let size = head
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        if size > max {
+            return Ok(Capped::TooBig(size));
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(Capped::Missing);
+            }
+            Err(e) => return Err(err("get", key, e)),
+        };
+        let mut body = out.body;
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = body.try_next().await.map_err(|e| err("get", key, e))? {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Ok(Capped::TooBig((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Capped::Bytes(Bytes::from(bytes)))
+    }
+
     pub async fn enable_versioning(&self) -> Result<(), StoreError> {
         use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
         self.client
