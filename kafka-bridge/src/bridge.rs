@@ -1,16 +1,18 @@
 //! The bridge: the image topic → `raw/` + `ImageReceived`, as a consumer
 //! group. Each message is stored (or dead-lettered) before its offset may
 //! be committed; images are stored concurrently within a byte budget, and
-//! when the budget is spent the bridge pauses its partitions instead of
-//! buffering more.
+//! when the budget is spent the bridge takes no further message until
+//! images are stored (librdkafka's prefetch queue is bounded too, see
+//! `client.rs`). It does not pause partitions: with a paused-then-resumed
+//! assignment the consumer stopped receiving for good (seen on tansu).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use lake::{Config, config::KafkaConfig};
 
 use rdkafka::{
-    Message as _, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    Message as _,
+    consumer::{CommitMode, StreamConsumer},
     error::KafkaError,
     message::{Headers, OwnedMessage},
 };
@@ -103,8 +105,8 @@ impl Bridge {
         let mut commit_tick = tokio::time::interval(cfg.commit_interval);
         tokio::pin!(shutdown);
         tracing::info!(topic = %cfg.topic, group = %cfg.group, "bridge consuming");
-        // A message waiting for budget, and the partitions paused meanwhile.
-        let mut waiting: Option<(OwnedMessage, u32, TopicPartitionList)> = None;
+        // A message waiting for budget; no other is taken meanwhile.
+        let mut waiting: Option<(OwnedMessage, u32)> = None;
         loop {
             let waiting_kib = waiting.as_ref().map_or(1, |w| w.1);
             tokio::select! {
@@ -115,12 +117,9 @@ impl Bridge {
                 }
                 _ = commit_tick.tick() => commits.commit(&consumer, CommitMode::Async),
                 permit = budget.clone().acquire_many_owned(waiting_kib), if waiting.is_some() => {
-                    let (Ok(permit), Some((msg, _, paused))) = (permit, waiting.take()) else {
+                    let (Ok(permit), Some((msg, _))) = (permit, waiting.take()) else {
                         break;
                     };
-                    if let Err(e) = consumer.resume(&paused) {
-                        tracing::warn!(error = %e, "could not resume partitions");
-                    }
                     commits.started(msg.topic(), msg.partition(), msg.offset());
                     tasks.spawn(handle(ctx.clone(), msg, permit));
                 }
@@ -145,8 +144,11 @@ impl Bridge {
                             commits.started(msg.topic(), msg.partition(), msg.offset());
                             tasks.spawn(handle(ctx.clone(), msg, permit));
                         }
-                        // Budget spent: stop fetching until images are stored.
-                        Err(_) => waiting = Some((msg, kib, pause(&consumer))),
+                        // Budget spent: take nothing more until images are stored.
+                        Err(_) => {
+                            metrics::counter!("imgpipe_kafka_pauses_total").increment(1);
+                            waiting = Some((msg, kib));
+                        }
                     }
                 }
             }
@@ -197,18 +199,6 @@ fn finish(
         }
     }
     commits.finished(msg.topic(), msg.partition(), msg.offset());
-}
-
-/// Pause every assigned partition; returns them, to resume.
-fn pause(consumer: &StreamConsumer<GroupContext>) -> TopicPartitionList {
-    let assignment = consumer
-        .assignment()
-        .unwrap_or_else(|_| TopicPartitionList::new());
-    if let Err(e) = consumer.pause(&assignment) {
-        tracing::warn!(error = %e, "could not pause partitions");
-    }
-    metrics::counter!("imgpipe_kafka_pauses_total").increment(1);
-    assignment
 }
 
 /// Store the message's image, or dead-letter it. Failures to store or to

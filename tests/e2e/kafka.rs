@@ -679,3 +679,225 @@ async fn topic_retention_is_checked_at_start_and_by_the_audit() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
 }
+
+/// Whoever can write the events topic can forge: an event that points a
+/// new id at another image's raw object, and one dated a day ahead (its
+/// 7-day clock would start late), are refused by `imgpipe process`.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_events_on_the_events_topic_are_refused() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("forged");
+    create_topic(&brokers, &topic, 1, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_string_lossy().into_owned();
+    let env = kafka_env(&brokers, &topic, &group);
+    let bridge = Running::start(&["bridge", "--data-dir", &lake_arg], &env);
+    bridge.wait_for("bridge consuming", Duration::from_secs(30));
+    let process = Running::start(&["process", "--data-dir", &lake_arg], &env);
+    process.wait_for("partitions assigned", Duration::from_secs(60));
+
+    let img = photos(2 << 20, 1).pop().unwrap();
+    let p = producer(&brokers);
+    produce(&p, &topic, Some("real"), &img.bytes).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while common::parquet_rows(&lake).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the real image was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let real_raw = format!(
+        "raw/{}",
+        common::files_under(&lake.join("raw")).pop().unwrap()
+    );
+
+    let now = chrono::Utc::now();
+    let forged_event = |id: lake::ImageId, raw_key: String| {
+        serde_json::json!({
+            "id": id, "raw_key": raw_key, "source": "kafka", "source_ref": null,
+            "bytes": img.bytes.len(), "sha256": sha256(&img.bytes),
+            "content_type": "image/jpeg", "received_at": now,
+        })
+        .to_string()
+    };
+    let stolen = lake::ImageId::new(now);
+    let future = lake::ImageId::new(now + chrono::Duration::days(1));
+    let events_topic = format!("{topic}.received");
+    for (id, raw_key) in [
+        (stolen, real_raw.clone()),
+        (future, lake::layout::raw_key(future)),
+    ] {
+        let value = forged_event(id, raw_key);
+        produce(&p, &events_topic, Some(&id.to_string()), value.as_bytes()).await;
+    }
+    let refused = || {
+        process
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("forged ImageReceived event refused"))
+            .count()
+    };
+    // Refused (logged), or given long enough to have done their harm.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let refusals = refused();
+    process.stop();
+    bridge.stop();
+    let files = common::files_under(&lake);
+    for id in [stolen, future] {
+        let naming: Vec<_> = files
+            .iter()
+            .filter(|f| f.contains(&id.to_string()))
+            .collect();
+        assert!(naming.is_empty(), "a forged event left {naming:?}");
+    }
+    assert_eq!(common::parquet_rows(&lake).len(), 1);
+    assert_eq!(refusals, 2, "both forged events are logged as refused");
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    kib * 1024
+}
+
+/// Claim-checks are untrusted pointers read with the bridge's credentials:
+/// one into the lake's own bucket is refused even when allow-listed, one
+/// into a bucket not allowed is refused, and 200 at once into an allowed
+/// bucket are each charged the largest image until fetched, so the bridge
+/// holds at most `max_inflight_bytes` of them (its peak RSS shows it).
+#[tokio::test(flavor = "multi_thread")]
+async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
+    let Some(brokers) = brokers() else { return };
+    let Some((lake_store, lake_cfg)) = common::s3_lake("cclake", "").await else {
+        return;
+    };
+    let Some((claims, claims_cfg)) = common::s3_lake("ccsrc", "").await else {
+        return;
+    };
+    let (topic, group) = names("claims");
+    create_topic(&brokers, &topic, 2, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::s3_config_file(dir.path(), &lake_cfg);
+    let mut env = kafka_env(&brokers, &topic, &group);
+    env.extend([
+        (
+            "IMGPIPE_KAFKA__CLAIM_CHECK_ALLOW".to_owned(),
+            format!("{},{}", claims_cfg.bucket, lake_cfg.bucket),
+        ),
+        (
+            "IMGPIPE_KAFKA__MAX_IMAGE_BYTES".to_owned(),
+            "4194304".to_owned(),
+        ),
+        (
+            "IMGPIPE_KAFKA__MAX_INFLIGHT_BYTES".to_owned(),
+            "16777216".to_owned(),
+        ),
+        (
+            "IMGPIPE_PROCESSOR__MAX_INFLIGHT_BYTES".to_owned(),
+            "33554432".to_owned(),
+        ),
+    ]);
+    // A lake object the producer would like cloned under a fresh id.
+    let img = photos(2 << 20, 40)
+        .into_iter()
+        .max_by_key(|i| i.bytes.len())
+        .unwrap();
+    lake_store
+        .put(
+            "raw/victim",
+            bytes::Bytes::from(img.bytes.clone()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    claims
+        .put(
+            "big.jpg",
+            bytes::Bytes::from(img.bytes.clone()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+
+    let bridge = Running::start(&["bridge", "--config", config.to_str().unwrap()], &env);
+    bridge.wait_for("bridge consuming", Duration::from_secs(30));
+    let p = producer(&brokers);
+    let claim = |bucket: &str, key: &str| format!(r#"{{"s3_uri": "s3://{bucket}/{key}"}}"#);
+    produce(
+        &p,
+        &topic,
+        Some("lake"),
+        claim(&lake_cfg.bucket, "raw/victim").as_bytes(),
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        Some("foreign"),
+        claim("somebody-else", "x.jpg").as_bytes(),
+    )
+    .await;
+    const BURST: usize = 200;
+    let burst = claim(&claims_cfg.bucket, "big.jpg");
+    let sends: Vec<_> = (0..BURST)
+        .map(|i| {
+            let key = format!("burst-{i}");
+            let record = FutureRecord::<str, [u8]>::to(&topic)
+                .key(&key)
+                .payload(burst.as_bytes());
+            p.send_result(record).unwrap()
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 2).await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("claim_check_refused".to_owned(), Some("foreign".to_owned())),
+            ("claim_check_refused".to_owned(), Some("lake".to_owned())),
+        ]
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let raws = lake_store.list("raw/dt=").await.unwrap().len();
+        if raws == BURST {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{raws} of {BURST} claim-checks stored"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let peak = peak_rss(bridge.child.id());
+    bridge.stop();
+    // 200 × the image would be ~{BURST × size}; the budget allows 16 MiB of
+    // images in flight, plus the process itself.
+    let unbounded = (BURST * img.bytes.len()) as u64;
+    eprintln!(
+        "bridge peak RSS {} MiB for {BURST} claim-checks",
+        peak >> 20
+    );
+    assert!(
+        peak < 160 << 20,
+        "bridge peak RSS {} MiB (unbounded would be ≥ {} MiB)",
+        peak >> 20,
+        unbounded >> 20
+    );
+}

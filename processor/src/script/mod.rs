@@ -438,3 +438,42 @@ fn script_version(command: &[String]) -> String {
     }
     hex::encode(&hash.finalize()[..8])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream worker may swap an output for a link or a FIFO after it
+    /// answered: what is read is never followed out, never blocks, never
+    /// more than the cap.
+    #[test]
+    fn outputs_are_read_without_following_links_or_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("ok.txt"), b"fine").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", out.join("zero")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", out.join("host")).unwrap();
+        nix::unistd::mkfifo(&out.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let root = out.canonicalize().unwrap();
+        assert_eq!(
+            read_output(&out.join("ok.txt"), &root, 100).unwrap(),
+            Some(b"fine".to_vec())
+        );
+        assert!(read_output(&out.join("zero"), &root, 100).is_err());
+        assert!(read_output(&out.join("host"), &root, 100).is_err());
+        assert_eq!(read_output(&out.join("fifo"), &root, 100).unwrap(), None);
+        // Capped: one byte past the cap is enough to refuse.
+        std::fs::write(out.join("big"), vec![0u8; 1000]).unwrap();
+        assert_eq!(
+            read_output(&out.join("big"), &root, 10)
+                .unwrap()
+                .unwrap()
+                .len(),
+            11
+        );
+        let files = collect_outputs(&out, 1 << 20).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["big", "ok.txt"]);
+    }
+}
