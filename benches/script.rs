@@ -39,18 +39,18 @@ fn main() {
     ] {
         let mut command = vec!["python3".to_owned(), example.clone()];
         command.extend(extra.map(str::to_owned));
-        let cfg = ScriptConfig {
-            command,
-            mode,
-            timeout: std::time::Duration::from_secs(60),
-            max_output_bytes: 1 << 20,
-            max_files_bytes: 64 << 20,
-            concurrency: cores,
-            env: vec!["PATH".into()],
-            retries: 0,
-            max_memory_bytes: 4 << 30,
-            max_cpu_seconds: 600,
-        };
+        // As a config file would say it; every other setting (the sandbox
+        // included) at its default.
+        let cfg: ScriptConfig = serde_json::from_value(serde_json::json!({
+            "command": command,
+            "mode": if mode == ScriptMode::Stream { "stream" } else { "per-image" },
+            "timeout": "60s",
+            "concurrency": cores,
+            "env": ["PATH"],
+            "retries": 0,
+        }))
+        .expect("script config");
+        processor::script::check_sandbox(&cfg).expect("the script sandbox");
         let runner = Arc::new(ScriptRunner::new(&cfg, cores));
         // Warm up (starts the stream workers), then time two passes.
         let pass = |runner: Arc<ScriptRunner>| {

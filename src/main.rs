@@ -553,7 +553,8 @@ async fn up(config: Config, config_file: Option<PathBuf>, enforce_retention: boo
     let requeue = events_tx.clone();
     let processing = tokio::spawn(processor.run(events_rx, requeue, stopped(&stop_rx)));
 
-    let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention());
+    let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention())
+        .with_scratch(retention::scratch::Scratch::from_config(&config));
     let sweeping =
         tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
 
@@ -613,7 +614,8 @@ async fn sweep(
         Some(at) => Arc::new(lake::FixedClock::new(at)),
         None => Arc::new(SystemClock),
     };
-    let mut sweeper = retention::Sweeper::new(store, clock, config.retention());
+    let mut sweeper = retention::Sweeper::new(store, clock, config.retention())
+        .with_scratch(retention::scratch::Scratch::from_config(&config));
     if once || now.is_some() {
         // A spinner for people; logs and the final line for everyone else.
         let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -652,8 +654,13 @@ async fn audit(
 ) -> Result<bool> {
     let store = open_lake(&config, false).await?;
     let now = now.unwrap_or_else(chrono::Utc::now);
-    let mut report =
-        retention::audit::audit(&store, lake::Layout::new(config.retention()), now).await?;
+    let mut report = retention::audit::audit(
+        &store,
+        lake::Layout::new(config.retention()),
+        retention::scratch::Scratch::from_config(&config).as_ref(),
+        now,
+    )
+    .await?;
     if let Some(s3) = &config.lake.s3 {
         // S3's lifecycle rules must back the sweeper up.
         let bucket = lake::store::S3Store::connect(s3).await?;

@@ -77,6 +77,7 @@ fn humanize(d: chrono::Duration) -> String {
 pub async fn audit(
     store: &SharedStore,
     layout: Layout,
+    scratch: Option<&crate::scratch::Scratch>,
     now: DateTime<Utc>,
 ) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport {
@@ -110,6 +111,12 @@ pub async fn audit(
     // Partial writes of crashed writers: image bytes with no key at all.
     for path in store.stale_scratch().await? {
         report.violations.push(Violation::NoExpiry { key: path });
+    }
+    // A script run's copy of an image that a crash left behind.
+    for path in scratch.map(|s| s.stale(now)).unwrap_or_default() {
+        report.violations.push(Violation::NoExpiry {
+            key: path.display().to_string(),
+        });
     }
     Ok(report)
 }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod erase;
 pub mod lifecycle;
+pub mod scratch;
 
 use std::{fmt, future::Future, time::Duration};
 
@@ -23,6 +24,7 @@ pub struct Sweeper {
     clock: SharedClock,
     layout: Layout,
     progress: Option<ProgressHook>,
+    scratch: Option<scratch::Scratch>,
 }
 
 impl fmt::Debug for Sweeper {
@@ -73,7 +75,14 @@ impl Sweeper {
             clock,
             layout: Layout::new(retention),
             progress: None,
+            scratch: None,
         }
+    }
+
+    /// Also remove the script's stale scratch directories.
+    pub fn with_scratch(mut self, scratch: Option<scratch::Scratch>) -> Self {
+        self.scratch = scratch;
+        self
     }
 
     pub fn with_progress(mut self, hook: ProgressHook) -> Self {
@@ -114,6 +123,11 @@ impl Sweeper {
             }
         }
         report.purged += self.store.remove_stale_scratch().await? as u64;
+        if let Some(scratch) = self.scratch.clone() {
+            report.purged += tokio::task::spawn_blocking(move || scratch.remove_stale(now))
+                .await
+                .unwrap_or(0) as u64;
+        }
         metrics::counter!("imgpipe_sweep_objects_purged_total").increment(report.purged);
         metrics::counter!("imgpipe_sweep_bytes_purged_total").increment(report.bytes_purged);
         let oldest_age = report
@@ -239,7 +253,7 @@ mod scratch_tests {
             .unwrap();
         let now = Utc::now();
         let layout = Layout::new(chrono::Duration::days(7));
-        let report = audit::audit(&store, layout, now).await.unwrap();
+        let report = audit::audit(&store, layout, None, now).await.unwrap();
         assert_eq!(report.violations.len(), 1, "{report}");
 
         let sweeper = Sweeper::new(
@@ -249,6 +263,11 @@ mod scratch_tests {
         );
         assert_eq!(sweeper.sweep_once().await.unwrap().purged, 1);
         assert!(!torn.exists());
-        assert!(audit::audit(&store, layout, now).await.unwrap().passed());
+        assert!(
+            audit::audit(&store, layout, None, now)
+                .await
+                .unwrap()
+                .passed()
+        );
     }
 }

@@ -110,6 +110,7 @@ async fn sweeper_purges_every_version_on_a_versioned_bucket() {
     let audit = retention::audit::audit(
         &store,
         lake::Layout::new(chrono::Duration::days(7)),
+        None,
         chrono::Utc::now(),
     )
     .await

@@ -492,3 +492,40 @@ print(json.dumps({{'got': got}}), flush=True)
     assert!(!stored.iter().any(|f| f.contains("host")), "{stored:?}");
     drop(listener);
 }
+
+/// A crash can leave a script run's private copy of an image in the
+/// scratch dir: the audit reports it and the sweeper removes it once no
+/// live run can own it.
+#[test]
+fn stale_script_scratch_is_audited_and_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("scratch");
+    let left = scratch.join("run-crashed");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("image.jpeg"), b"pixels").unwrap();
+    let fresh = scratch.join("run-live");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "3 hours ago"])
+        .arg(&left)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "[processor.script]\ncommand = [\"python3\", \"x.py\"]\nscratch_dir = \"{}\"\n",
+            scratch.display()
+        ),
+    );
+    let lake = dir.path().join("lake");
+    let lake = lake.to_str().unwrap();
+    let (ok, out, _) = cli(&["audit", "--config", &config, "--data-dir", lake]);
+    assert!(!ok && out.contains("run-crashed"), "{out}");
+    assert!(!out.contains("run-live"), "{out}");
+    let (ok, out, err) = cli(&["sweep", "--once", "--config", &config, "--data-dir", lake]);
+    assert!(ok, "{out}{err}");
+    assert!(!left.exists() && fresh.exists());
+    let (ok, out, _) = cli(&["audit", "--config", &config, "--data-dir", lake]);
+    assert!(ok, "{out}");
+}
