@@ -97,12 +97,12 @@ async fn main() {
     config.kafka.dlq_topic = format!("{topic}.dlq");
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = kafka_bridge::Intake {
-        store: store.clone(),
-        clock: Arc::new(lake::SystemClock),
-        layout: Layout::new(config.retention()),
-        events: Arc::new(events_tx),
-    };
+    let intake = kafka_bridge::Intake::new(
+        store.clone(),
+        Arc::new(lake::SystemClock),
+        Layout::new(config.retention()),
+        Arc::new(events_tx),
+    );
     let bridge = kafka_bridge::Bridge::new(&config, intake).expect("bridge");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(bridge.run(async {
@@ -177,12 +177,12 @@ async fn main() {
     let direct: SharedStore = Arc::new(FsStore::open(&dir.path().join("direct")).expect("lake"));
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = Arc::new(kafka_bridge::Intake {
-        store: direct,
-        clock: Arc::new(lake::SystemClock),
-        layout: Layout::new(config.retention()),
-        events: Arc::new(events_tx),
-    });
+    let intake = Arc::new(kafka_bridge::Intake::new(
+        direct,
+        Arc::new(lake::SystemClock),
+        Layout::new(config.retention()),
+        Arc::new(events_tx),
+    ));
     let start = Instant::now();
     for copy in 0..COPIES {
         for (i, img) in images.iter().enumerate() {

@@ -79,12 +79,7 @@ pub fn intake(
     clock: SharedClock,
     events: Arc<dyn EventSink>,
 ) -> Intake {
-    Intake {
-        store,
-        clock,
-        layout: Layout::new(config.retention()),
-        events,
-    }
+    Intake::new(store, clock, Layout::new(config.retention()), events)
 }
 
 /// The bridge, until `shutdown`.

@@ -498,7 +498,7 @@ async fn bridge(config: Config, enforce_retention: bool) -> Result<()> {
     println!(
         "imgpipe bridge: {} → {} (events on {})",
         config.kafka.topic,
-        intake.store.location(),
+        intake.location(),
         config.kafka.events_topic
     );
     let report = kafka::run_bridge(&config, intake, termination()).await?;

@@ -74,10 +74,13 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": self.code, "detail": self.detail })),
         )
             .into_response();
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body was never read: this connection cannot
-            // carry another request, so say so instead of letting the
-            // client reuse it.
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            // Refused before (the rest of) the body was read: this
+            // connection cannot carry another request, so say so instead
+            // of letting the client reuse it.
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),

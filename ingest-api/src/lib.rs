@@ -38,8 +38,9 @@ pub struct AppState {
     keys: auth::Keys,
     /// Renders `/metrics` (the process's one Prometheus recorder).
     metrics: Option<PrometheusHandle>,
+    /// The lake's one way in, shared with every other source.
+    admission: lake::admission::Admission,
     upload_slots: tokio::sync::Semaphore,
-    idempotency_locks: upload::KeyLocks,
 }
 
 impl AppState {
@@ -53,17 +54,22 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store,
-            clock,
+            store: store.clone(),
+            clock: clock.clone(),
             layout: Layout::new(cfg.retention()),
             config: cfg.api.clone(),
+            admission: lake::admission::Admission::new(
+                store.clone(),
+                clock.clone(),
+                Layout::new(cfg.retention()),
+                events.clone(),
+            ),
             events,
             inflight,
             policy,
             keys: auth::Keys::from_config(&cfg.api),
             metrics,
             upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
-            idempotency_locks: upload::KeyLocks::default(),
         })
     }
 }

@@ -12,14 +12,12 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use lake::{
-    ImageId, ImageReceived, Source,
+    ImageId, Source,
+    admission::{AdmitError, Admitted, Incoming, Reuse},
     config::Permission,
-    layout,
     sniff::{ImageFormat, Sniffed, sniff},
-    store::PutOptions,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{ApiError, AppState, auth::Caller, status};
 
@@ -220,148 +218,56 @@ fn name_part(mut e: ApiError, index: usize, name: &str) -> ApiError {
     e
 }
 
-/// Store one image and announce it; or, for a repeated idempotency key,
-/// answer with the image stored the first time.
+/// Store one image through the lake's one admission path; a repeated
+/// idempotency key (same principal, same bytes) answers with the first
+/// image and completes whatever a crash left of it.
 async fn accept(
     state: &AppState,
     caller: &Caller,
     upload: Upload,
     idempotency_key: Option<String>,
 ) -> Result<Accepted, ApiError> {
-    let sha256 = hex::encode(Sha256::digest(&upload.data));
-    let dedup = idempotency_key.as_deref().map(|k| dedup_key(caller, k));
-    let _lock = match &dedup {
-        Some(key) => Some(state.idempotency_locks.lock(key).await),
-        None => None,
-    };
-    let format = upload.format;
-    if let Some(key) = &dedup
-        && let Some(existing) = find_idempotent(state, key, &sha256).await?
-    {
-        if existing.status == status::Status::Received {
-            // Its event may never have left (the failure this retry is
-            // about); a second event for an unfinished image is harmless,
-            // the processor skips what is in flight or done.
-            let event = ImageReceived {
-                id: existing.id,
-                raw_key: layout::raw_key(existing.id),
-                source: Source::Http,
-                source_ref: upload.name.or(idempotency_key),
-                bytes: upload.data.len() as u64,
-                sha256,
-                content_type: format.mime().to_owned(),
-                received_at: existing.received_at,
-                dedup_key: dedup.clone(),
-            };
-            state
-                .events
-                .emit(event)
-                .await
-                .map_err(ApiError::unavailable)?;
-        }
-        return Ok(existing);
-    }
-    let id = ImageId::new(state.clock.now());
-    let received_at = id.received_at();
-    let expires_at = state.layout.expires_at(id);
-    let raw_key = layout::raw_key(id);
-    let opts = PutOptions::for_image(id, Source::Http, &sha256, expires_at, format.mime());
     let bytes = upload.data.len() as u64;
-    let event = ImageReceived {
-        id,
-        raw_key: raw_key.clone(),
+    let incoming = Incoming {
+        data: upload.data,
+        format: upload.format,
         source: Source::Http,
         source_ref: upload.name.or_else(|| idempotency_key.clone()),
-        bytes,
-        sha256: sha256.clone(),
-        content_type: format.mime().to_owned(),
-        received_at,
-        dedup_key: dedup.clone(),
+        dedup_key: idempotency_key.as_deref().map(|k| dedup_key(caller, k)),
+        on_reuse: Reuse::Refuse,
     };
-    lake::index::record_event(&state.store, &event, &opts).await?;
-    state.store.put(&raw_key, upload.data, &opts).await?;
-    lake::index::record_content(&state.store, &sha256, id, &opts).await?;
-    if let Some(key) = &dedup {
-        // Body: the upload's hash, to tell a retry from a different upload
-        // reusing the key.
-        state
-            .store
-            .put(
-                &layout::idempotency_key(key, id),
-                Bytes::from(sha256.clone()),
-                &opts,
-            )
-            .await?;
-    }
-    // Embedded: raw is durable already, so if the processor is gone the
-    // next start's reconciliation picks the image up. Distributed: the
-    // event topic is how the image reaches a processor, so failing to
-    // publish fails the upload (a retry with the same Idempotency-Key
-    // publishes again without storing twice; see above).
-    state
-        .events
-        .emit(event)
-        .await
-        .map_err(ApiError::unavailable)?;
-    metrics::counter!("imgpipe_uploads_total").increment(1);
-    metrics::counter!("imgpipe_upload_bytes_total").increment(bytes);
-    Ok(Accepted {
-        id,
-        status: status::Status::Received,
-        received_at,
-        expires_at,
-    })
-}
-
-async fn find_idempotent(
-    state: &AppState,
-    key: &str,
-    sha256: &str,
-) -> Result<Option<Accepted>, ApiError> {
-    let records = state.store.list(&layout::idempotency_prefix(key)).await?;
-    // The earliest record wins, should two processes have raced.
-    let Some((id, record_key)) = records
-        .iter()
-        .filter_map(|o| {
-            layout::parse_key(&o.key)
-                .ok()
-                .map(|p| (p.id, o.key.clone()))
-        })
-        .min_by_key(|(id, _)| *id)
-    else {
-        return Ok(None);
-    };
-    if let Some(stored) = state.store.get(&record_key).await?
-        && stored.as_ref() != sha256.as_bytes()
-    {
-        return Err(ApiError::new(
+    // Embedded: raw is durable before the event is emitted, so if the
+    // processor is gone the next start's reconciliation picks the image
+    // up. Distributed: the events topic is how the image reaches a
+    // processor, so failing to publish fails the upload (a retry with the
+    // same Idempotency-Key publishes again without storing twice).
+    let admitted = state.admission.admit(incoming).await.map_err(|e| match e {
+        AdmitError::KeyReused => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different upload",
-        ));
-    }
-    // Gone (expired or erased): this is a new upload.
-    Ok(status::current(state, id).await?.map(|status| Accepted {
+        ),
+        e => ApiError::unavailable(e),
+    })?;
+    let id = admitted.id();
+    let status = match admitted {
+        Admitted::New(_) => {
+            metrics::counter!("imgpipe_uploads_total").increment(1);
+            metrics::counter!("imgpipe_upload_bytes_total").increment(bytes);
+            status::Status::Received
+        }
+        Admitted::Again(_) => status::current(state, id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "erased",
+                format!("the image this Idempotency-Key stored, {id}, was erased"),
+            )
+        })?,
+    };
+    Ok(Accepted {
         id,
         status,
         received_at: id.received_at(),
         expires_at: state.layout.expires_at(id),
-    }))
-}
-
-/// Serialises requests that share an idempotency key within this process.
-#[derive(Debug)]
-pub struct KeyLocks([tokio::sync::Mutex<()>; 64]);
-
-impl Default for KeyLocks {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
-    }
-}
-
-impl KeyLocks {
-    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let digest = Sha256::digest(key.as_bytes());
-        self.0[usize::from(digest[0]) % self.0.len()].lock().await
-    }
+    })
 }

@@ -134,10 +134,7 @@ impl Bridge {
                     };
                     metrics::counter!("imgpipe_kafka_messages_total").increment(1);
                     // A claim-check costs the largest image it may fetch.
-                    let size = match msg.payload() {
-                        Some(p) if message::looks_like_claim_check(p) => cfg.max_image_bytes,
-                        p => p.map_or(0, <[u8]>::len) as u64,
-                    };
+                    let size = message::budget_bytes(msg.payload().unwrap_or_default(), cfg.max_image_bytes);
                     let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
                     match budget.clone().try_acquire_many_owned(kib) {
                         Ok(permit) => {

@@ -78,7 +78,11 @@ impl ClaimChecks {
         let object = format!("{bucket}/{key}");
         self.allow.iter().any(|entry| match entry.split_once('/') {
             None => entry == bucket,
-            Some(_) => object.starts_with(entry.as_str()),
+            // A prefix is a folder: `b/imgpipe` does not admit `b/imgpipe-private/…`.
+            Some(_) => {
+                let folder = entry.trim_end_matches('/');
+                object.starts_with(&format!("{folder}/"))
+            }
         })
     }
 
@@ -119,8 +123,11 @@ impl ClaimChecks {
         match store.get_capped(key, self.max_bytes).await {
             Ok(Capped::Bytes(bytes)) => Ok(bytes),
             Ok(Capped::TooBig(size)) => Err(too_big(size, self.max_bytes).into()),
-            Ok(Capped::Missing) => Err(unreachable(&uri)),
-            Err(e) if is_denied(&e) => Err(unreachable(&uri)),
+            // Missing, forbidden, a key S3 or we refuse: said alike, and
+            // never retried.
+            Ok(Capped::Missing | Capped::Refused(_)) | Err(lake::StoreError::InvalidKey(_)) => {
+                Err(unreachable(&uri))
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -132,14 +139,6 @@ fn unreachable(uri: &str) -> ClaimError {
         format!("{uri} could not be read"),
     )
     .into()
-}
-
-/// S3 answered, and said no: permanent, not worth retrying.
-fn is_denied(e: &lake::StoreError) -> bool {
-    let text = e.to_string();
-    ["AccessDenied", "Forbidden", "NoSuchBucket", "403"]
-        .iter()
-        .any(|s| text.contains(s))
 }
 
 #[cfg(test)]
@@ -164,6 +163,13 @@ mod tests {
         assert!(claims.allowed("uploads", "a/b.jpg"));
         assert!(claims.allowed("shared", "imgpipe/x.jpg"));
         assert!(!claims.allowed("shared", "other/x.jpg"));
+        let kafka = KafkaConfig {
+            claim_check_allow: vec!["shared/imgpipe".into()],
+            ..KafkaConfig::default()
+        };
+        let folder = ClaimChecks::new(None, &kafka);
+        assert!(folder.allowed("shared", "imgpipe/x.jpg"));
+        assert!(!folder.allowed("shared", "imgpipe-private/x.jpg"));
         assert!(!claims.allowed("uploads2", "a.jpg"));
         assert!(
             !claims.allowed("lake", "raw/x"),

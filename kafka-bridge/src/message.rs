@@ -52,17 +52,18 @@ pub enum Inbound {
     },
 }
 
-/// Does the value look like a claim-check? (Checked before the message is
-/// handled, to charge it the largest image it may fetch.)
-pub fn looks_like_claim_check(payload: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Claim {
-        #[allow(dead_code)]
-        s3_uri: String,
+/// What a message may cost in memory while it is handled, decided before
+/// it is parsed: raw bytes cost their size; anything JSON-shaped may be an
+/// envelope (its value plus the decoded image) or a claim-check (which
+/// fetches up to `max_image_bytes`), so it is charged the larger of both.
+/// (Telling them apart needs the full parse, which an attacker controls.)
+pub fn budget_bytes(payload: &[u8], max_image_bytes: u64) -> u64 {
+    let len = payload.len() as u64;
+    if payload.trim_ascii_start().first() == Some(&b'{') {
+        (len + len * 3 / 4).max(max_image_bytes)
+    } else {
+        len
     }
-    payload.len() < 4096
-        && payload.first() == Some(&b'{')
-        && serde_json::from_slice::<Claim>(payload).is_ok()
 }
 
 /// Why a message goes to the dead-letter topic. The code is stable: it is
@@ -299,6 +300,21 @@ mod tests {
             panic!()
         };
         assert_eq!(dedup_key, "kafka:images:offset:2/41");
+    }
+
+    #[test]
+    fn json_shaped_messages_are_charged_the_largest_image() {
+        let max = 50 << 20;
+        assert_eq!(budget_bytes(b"\x89PNG....", max), 8);
+        for claim in [
+            &br#"{"s3_uri": "s3://b/k"}"#[..],
+            br#"   {"s3_uri": "s3://b/k"}"#,
+            br#"{"key": "data_base64", "s3_uri": "s3://b/k"}"#,
+        ] {
+            assert_eq!(budget_bytes(claim, max), max);
+        }
+        let padded = format!(r#"{{"s3_uri": "s3://b/k"{}}}"#, " ".repeat(100_000));
+        assert_eq!(budget_bytes(padded.as_bytes(), max), max);
     }
 
     #[test]

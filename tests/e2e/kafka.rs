@@ -850,6 +850,14 @@ async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
         claim("somebody-else", "x.jpg").as_bytes(),
     )
     .await;
+    // A key S3 (or we) refuse is unreachable for good, not retried forever.
+    produce(
+        &p,
+        &topic,
+        Some("invalid"),
+        claim(&claims_cfg.bucket, "a//b").as_bytes(),
+    )
+    .await;
     const BURST: usize = 200;
     let burst = claim(&claims_cfg.bucket, "big.jpg");
     let sends: Vec<_> = (0..BURST)
@@ -864,13 +872,14 @@ async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
     for s in sends {
         s.await.unwrap().unwrap();
     }
-    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 2).await;
+    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 3).await;
     got.sort();
     assert_eq!(
         got,
         vec![
             ("claim_check_refused".to_owned(), Some("foreign".to_owned())),
             ("claim_check_refused".to_owned(), Some("lake".to_owned())),
+            ("claim_check_unreachable".to_owned(), Some("invalid".to_owned())),
         ]
     );
     let deadline = Instant::now() + Duration::from_secs(180);

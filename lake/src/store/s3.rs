@@ -23,10 +23,18 @@ use crate::config::S3Config;
 /// S3's limit for one DeleteObjects request.
 const DELETE_BATCH: usize = 1000;
 
+/// A 4xx status (the request itself is refused), as opposed to a server
+/// or network failure that may pass.
+fn client_error(status: Option<u16>) -> Option<u16> {
+    status.filter(|s| (400..500).contains(s))
+}
+
 /// What [`S3Store::get_capped`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capped {
     Missing,
+    /// S3 answered with this 4xx status: asking again will not help.
+    Refused(u16),
     /// Over the cap: at least this many bytes.
     TooBig(u64),
     Bytes(Bytes),
@@ -171,7 +179,10 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 return Ok(Capped::Missing);
             }
-            Err(e) => return Err(err("head", key, e)),
+            Err(e) => match client_error(e.raw_response().map(|r| r.status().as_u16())) {
+                Some(status) => return Ok(Capped::Refused(status)),
+                None => return Err(err("head", key, e)),
+            },
         };
         let size = head
             .content_length()
@@ -192,7 +203,10 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                 return Ok(Capped::Missing);
             }
-            Err(e) => return Err(err("get", key, e)),
+            Err(e) => match client_error(e.raw_response().map(|r| r.status().as_u16())) {
+                Some(status) => return Ok(Capped::Refused(status)),
+                None => return Err(err("get", key, e)),
+            },
         };
         let mut body = out.body;
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));

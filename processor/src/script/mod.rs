@@ -183,6 +183,10 @@ impl ScriptRunner {
         let out_dir = dir.path().join("out");
         std::fs::create_dir_all(&input_dir).map_err(|e| io_error("input dir", e))?;
         std::fs::create_dir_all(&out_dir).map_err(|e| io_error("output dir", e))?;
+        // Resolved now, before the script can swap it for a link.
+        let out_root = out_dir
+            .canonicalize()
+            .map_err(|e| io_error("output dir", e))?;
         let image_path = input_dir.join(format!("image.{}", input.extension));
         let preview_path = input_dir.join("preview.ppm");
         std::fs::write(&image_path, input.image).map_err(|e| io_error("input image", e))?;
@@ -237,7 +241,7 @@ impl ScriptRunner {
                 }
             }
         };
-        let files = collect_outputs(&out_dir, self.cfg.max_files_bytes)?;
+        let files = collect_outputs(&out_dir, &out_root, self.cfg.max_files_bytes)?;
         Ok(ScriptOutcome {
             version,
             fields,
@@ -348,10 +352,16 @@ fn kind(v: &Value) -> &'static str {
 
 /// Regular files under `out_dir` (symlinks are skipped: they could point
 /// anywhere), names that are safe key segments, within the size cap.
-fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<Vec<(String, Bytes)>, ProcessError> {
-    let root = out_dir
-        .canonicalize()
-        .map_err(|e| bad_output(format!("reading the output dir: {e}"), ""))?;
+/// `root` is `out_dir` as it resolved before the run: a script that swapped
+/// the directory (or any part of it) for a link is refused, not followed.
+fn collect_outputs(
+    out_dir: &Path,
+    root: &Path,
+    max_bytes: u64,
+) -> Result<Vec<(String, Bytes)>, ProcessError> {
+    if out_dir.canonicalize().ok().as_deref() != Some(root) {
+        return Err(bad_output("the output dir was replaced", ""));
+    }
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut stack = vec![out_dir.to_owned()];
@@ -377,14 +387,12 @@ fn collect_outputs(out_dir: &Path, max_bytes: u64) -> Result<Vec<(String, Bytes)
                 .map(str::to_owned)
                 .ok_or_else(|| bad_output("an output file name is not UTF-8", ""))?;
             if lake::store::validate_key(&format!("script/{rel}")).is_err() {
-                return Err(bad_output(
-                    format!("output file name {rel:?} is not allowed"),
-                    "",
-                ));
+                // The name is the script's text: kept off HTTP.
+                return Err(bad_output("an output file name is not allowed", &rel));
             }
             let room = max_bytes.saturating_sub(total);
-            let bytes = read_output(&path, &root, room)
-                .map_err(|e| bad_output(format!("reading {rel}: {e}"), ""))?;
+            let bytes = read_output(&path, root, room)
+                .map_err(|e| bad_output(format!("reading an output file: {e}"), &rel))?;
             let Some(bytes) = bytes else { continue };
             total += bytes.len() as u64;
             if total > max_bytes {
@@ -472,8 +480,13 @@ mod tests {
                 .len(),
             11
         );
-        let files = collect_outputs(&out, 1 << 20).unwrap();
+        let files = collect_outputs(&out, &root, 1 << 20).unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["big", "ok.txt"]);
+        // The whole output dir swapped for a link after the run.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&out, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &out).unwrap();
+        assert!(collect_outputs(&out, &root, 1 << 20).is_err());
     }
 }

@@ -11,7 +11,7 @@
 
 use std::{
     collections::VecDeque,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -52,17 +52,56 @@ pub struct Sandbox {
 /// The sandbox tool.
 pub const BWRAP: &str = "bwrap";
 
-/// Is the sandbox tool installed and able to make its namespaces here?
+/// Is the sandbox tool installed and able to make here every namespace and
+/// mount a script run gets? (Probed with the real arguments: some hosts
+/// allow namespaces but refuse a `/proc` mount.)
 pub fn sandbox_available() -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
     std::process::Command::new(BWRAP)
-        .args(["--unshare-all", "--die-with-parent"])
-        .args(system_binds())
-        .args(["--", "true"])
+        .args(sandbox_args(&Sandbox::default(), dir.path(), &[]))
+        .arg("true")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// bwrap's arguments up to and including `--`: every namespace, no
+/// capabilities, the system read-only, `cwd` the only writable place.
+fn sandbox_args(sandbox: &Sandbox, cwd: &Path, env: &[(String, String)]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        // Root in the sandbox must not be root: no mounts, no devices.
+        "--cap-drop",
+        "ALL",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(system_binds());
+    args.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(String::from));
+    for path in &sandbox.read_only {
+        let path = path.display().to_string();
+        args.extend(["--ro-bind".into(), path.clone(), path]);
+    }
+    let cwd = cwd.display().to_string();
+    args.extend([
+        "--bind".into(),
+        cwd.clone(),
+        cwd.clone(),
+        "--chdir".into(),
+        cwd,
+        "--clearenv".into(),
+    ]);
+    for (k, v) in env {
+        args.extend(["--setenv".into(), k.clone(), v.clone()]);
+    }
+    args.push("--".into());
+    args
 }
 
 /// The system's programs and libraries, read-only. Merged-/usr systems
@@ -102,20 +141,8 @@ impl Spec {
             .arg(format!("--nofile={}", self.max_open_files))
             .arg("--");
         if let Some(sandbox) = &self.sandbox {
-            let cwd = self.cwd.display().to_string();
             cmd.arg(BWRAP)
-                .args(["--unshare-all", "--die-with-parent", "--new-session"])
-                .args(system_binds())
-                .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-            for path in &sandbox.read_only {
-                let path = path.display().to_string();
-                cmd.args(["--ro-bind", &path, &path]);
-            }
-            cmd.args(["--bind", &cwd, &cwd, "--chdir", &cwd, "--clearenv"]);
-            for (k, v) in &self.env {
-                cmd.args(["--setenv", k, v]);
-            }
-            cmd.arg("--");
+                .args(sandbox_args(sandbox, &self.cwd, &self.env));
         }
         cmd.arg(&self.program)
             .args(&self.args)

@@ -1,0 +1,361 @@
+//! Admission: the one way an image enters the lake, whatever its source
+//! (HTTP body, multipart part, Kafka message, claim-check). Each source only
+//! maps its input to an [`Incoming`]. The order is what makes every step
+//! crash-safe and a retry idempotent:
+//!
+//! 1. the dedup record (`idempotency/<sha(dedup key)>/<id>`, body: the
+//!    image's SHA-256) — so a retry after any later crash finds this id;
+//! 2. the recorded `ImageReceived` — so crash recovery rebuilds the real
+//!    event (source, reference) instead of guessing;
+//! 3. the raw object — from here on the image exists;
+//! 4. the content index;
+//! 5. the event, emitted (the in-process channel, or the events topic).
+//!
+//! A retry that finds its record completes whatever the first attempt did
+//! not (from the bytes it carries again) and emits again; a finished image
+//! is left alone, and an erased one is never brought back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    EmitError, EventSink, ImageId, ImageReceived, Layout, SharedClock, SharedStore, Source,
+    StoreError, erasure, index, layout, sniff::ImageFormat, store::PutOptions,
+};
+
+/// What a source hands to admission.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub data: Bytes,
+    /// Sniffed from the bytes by the source.
+    pub format: ImageFormat,
+    pub source: Source,
+    /// File name, client key or topic/partition/offset: for people.
+    pub source_ref: Option<String>,
+    /// The namespaced dedup key (`api:<principal>:<key>`, `kafka:…`), if
+    /// the source has one.
+    pub dedup_key: Option<String>,
+    pub on_reuse: Reuse,
+}
+
+/// The same dedup key with other bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// A mistake by the client: refuse (HTTP `Idempotency-Key`).
+    Refuse,
+    /// A different image (a Kafka key names a stream, not one image).
+    NewImage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    New(ImageId),
+    /// Admitted before under the same dedup key with the same bytes.
+    Again(ImageId),
+}
+
+impl Admitted {
+    pub fn id(self) -> ImageId {
+        match self {
+            Admitted::New(id) | Admitted::Again(id) => id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    #[error("the dedup key was used for other bytes")]
+    KeyReused,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub layout: Layout,
+    pub events: Arc<dyn EventSink>,
+    locks: Arc<KeyLocks>,
+}
+
+impl Admission {
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        layout: Layout,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            layout,
+            events,
+            locks: Arc::default(),
+        }
+    }
+
+    /// Store one image and announce it, exactly once per dedup key and
+    /// bytes, whatever crashed before.
+    pub async fn admit(&self, incoming: Incoming) -> Result<Admitted, AdmitError> {
+        let sha256 = hex::encode(Sha256::digest(&incoming.data));
+        // Two requests with one key in this process take turns; across
+        // processes the earliest record wins.
+        let _turn = match &incoming.dedup_key {
+            Some(key) => Some(self.locks.lock(key).await),
+            None => None,
+        };
+        let admitted = match &incoming.dedup_key {
+            Some(key) => match self.earlier(key, &sha256, incoming.on_reuse).await? {
+                Some(id) => Admitted::Again(id),
+                None => Admitted::New(ImageId::new(self.clock.now())),
+            },
+            None => Admitted::New(ImageId::new(self.clock.now())),
+        };
+        let id = admitted.id();
+        if let Admitted::Again(id) = admitted
+            && (erasure::is_erased(&self.store, id).await? || self.finished(id).await?)
+        {
+            // Erased on request: a retry must not bring it back. Finished:
+            // nothing is left to do.
+            return Ok(admitted);
+        }
+        let opts = PutOptions::for_image(
+            id,
+            incoming.source,
+            &sha256,
+            self.layout.expires_at(id),
+            incoming.format.mime(),
+        );
+        let event = ImageReceived {
+            id,
+            raw_key: layout::raw_key(id),
+            source: incoming.source,
+            source_ref: incoming.source_ref,
+            bytes: incoming.data.len() as u64,
+            sha256: sha256.clone(),
+            content_type: incoming.format.mime().to_owned(),
+            received_at: id.received_at(),
+            dedup_key: incoming.dedup_key,
+        };
+        let new = matches!(admitted, Admitted::New(_));
+        if new && let Some(key) = &event.dedup_key {
+            index::record_dedup(&self.store, key, id, &sha256, &opts).await?;
+        }
+        if new || index::recorded_event(&self.store, id).await?.is_none() {
+            index::record_event(&self.store, &event, &opts).await?;
+        }
+        if new || !self.store.exists(&event.raw_key).await? {
+            self.store.put(&event.raw_key, incoming.data, &opts).await?;
+        }
+        index::record_content(&self.store, &sha256, id, &opts).await?;
+        self.events.emit(event).await?;
+        Ok(admitted)
+    }
+
+    /// The live image recorded under `key` that these bytes repeat.
+    async fn earlier(
+        &self,
+        key: &str,
+        sha256: &str,
+        on_reuse: Reuse,
+    ) -> Result<Option<ImageId>, AdmitError> {
+        let now = self.clock.now();
+        // Past its expiry the first image is gone (or going): a new one.
+        let live: Vec<(ImageId, String)> = index::dedup_records(&self.store, key)
+            .await?
+            .into_iter()
+            .filter(|(id, _)| now < self.layout.expires_at(*id))
+            .collect();
+        match on_reuse {
+            Reuse::NewImage => Ok(live
+                .into_iter()
+                .find(|(_, sha)| sha == sha256)
+                .map(|(id, _)| id)),
+            Reuse::Refuse => match live.into_iter().next() {
+                Some((id, sha)) if sha == sha256 => Ok(Some(id)),
+                Some(_) => Err(AdmitError::KeyReused),
+                None => Ok(None),
+            },
+        }
+    }
+
+    async fn finished(&self, id: ImageId) -> Result<bool, StoreError> {
+        Ok(self.store.exists(&layout::manifest_key(id)).await?
+            || self.store.exists(&layout::quarantine_key(id)).await?)
+    }
+}
+
+/// Serialises admissions that share a dedup key within this process.
+#[derive(Debug)]
+struct KeyLocks([tokio::sync::Mutex<()>; 64]);
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl KeyLocks {
+    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let digest = Sha256::digest(key.as_bytes());
+        self.0[usize::from(digest[0]) % self.0.len()].lock().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{
+        FixedClock, ObjectInfo, Store,
+        store::{FsStore, ObjectVersion},
+    };
+
+    /// A real filesystem store whose `fail_at`-th write fails, as a crash
+    /// between two writes would leave the lake.
+    #[derive(Debug)]
+    struct CrashAt {
+        inner: FsStore,
+        writes: AtomicUsize,
+        fail_at: usize,
+    }
+
+    #[async_trait]
+    impl Store for CrashAt {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+            if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+                return Err(StoreError::backend("put", key, "crash"));
+            }
+            self.inner.put(key, data, opts).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.exists(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+            self.inner.delete(keys).await
+        }
+        async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+            self.inner.list_versions(prefix).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+    }
+
+    fn png() -> Bytes {
+        Bytes::from_static(b"\x89PNG\r\n\x1a\nnot really")
+    }
+
+    fn incoming(key: Option<&str>, data: Bytes, on_reuse: Reuse) -> Incoming {
+        Incoming {
+            data,
+            format: ImageFormat::Png,
+            source: Source::Http,
+            source_ref: None,
+            dedup_key: key.map(str::to_owned),
+            on_reuse,
+        }
+    }
+
+    /// Whatever write a crash interrupts, the retry with the same key and
+    /// bytes ends with exactly one image, complete, announced.
+    #[tokio::test]
+    async fn a_retry_after_a_crash_at_any_write_makes_one_complete_image() {
+        for fail_at in 1..=4 {
+            let dir = tempfile::tempdir().unwrap();
+            let store: SharedStore = Arc::new(CrashAt {
+                inner: FsStore::open(dir.path()).unwrap(),
+                writes: AtomicUsize::new(0),
+                fail_at,
+            });
+            let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+            let admission = Admission::new(
+                store.clone(),
+                Arc::new(FixedClock::new(Utc::now())),
+                Layout::new(chrono::Duration::days(7)),
+                Arc::new(tx),
+            );
+            let first = admission
+                .admit(incoming(Some("api:a:k1"), png(), Reuse::Refuse))
+                .await;
+            assert!(first.is_err(), "write {fail_at} was to crash");
+            let again = admission
+                .admit(incoming(Some("api:a:k1"), png(), Reuse::Refuse))
+                .await
+                .unwrap();
+            let raws = store.list("raw/").await.unwrap();
+            assert_eq!(raws.len(), 1, "crash at write {fail_at}: {raws:?}");
+            let id = again.id();
+            assert_eq!(raws[0].key, layout::raw_key(id));
+            assert!(index::recorded_event(&store, id).await.unwrap().is_some());
+            let sha = hex::encode(Sha256::digest(png()));
+            assert_eq!(
+                index::find_by_content(&store, &sha).await.unwrap(),
+                vec![id]
+            );
+            let mut announced = Vec::new();
+            while let Ok(ev) = rx.try_recv() {
+                announced.push(ev.id);
+            }
+            assert_eq!(announced, vec![id], "crash at write {fail_at}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reuse_of_a_key_is_refused_or_a_new_image_as_the_source_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let admission = Admission::new(
+            store,
+            Arc::new(FixedClock::new(Utc::now())),
+            Layout::new(chrono::Duration::days(7)),
+            Arc::new(tx),
+        );
+        let other = Bytes::from_static(b"\x89PNG\r\n\x1a\nother bytes");
+        let a = admission
+            .admit(incoming(Some("k"), png(), Reuse::Refuse))
+            .await
+            .unwrap();
+        assert!(matches!(a, Admitted::New(_)));
+        assert!(matches!(
+            admission
+                .admit(incoming(Some("k"), other.clone(), Reuse::Refuse))
+                .await,
+            Err(AdmitError::KeyReused)
+        ));
+        let b = admission
+            .admit(incoming(Some("k"), other.clone(), Reuse::NewImage))
+            .await
+            .unwrap();
+        assert!(matches!(b, Admitted::New(_)) && b.id() != a.id());
+        let again = admission
+            .admit(incoming(Some("k"), other, Reuse::NewImage))
+            .await
+            .unwrap();
+        assert_eq!(again, Admitted::Again(b.id()));
+        let unkeyed = admission
+            .admit(incoming(None, png(), Reuse::Refuse))
+            .await
+            .unwrap();
+        assert!(matches!(unkeyed, Admitted::New(_)) && unkeyed.id() != a.id());
+    }
+}
