@@ -73,6 +73,11 @@ pub async fn lookup(
     }
     let (status, row, reason) = read_state(state, id).await?.ok_or_else(|| gone(id))?;
     let shown = match row {
+        // Before processing only a few columns are known; a filter on any
+        // other would be judged on placeholders, so it hides the image.
+        Some(_) if status != Status::Processed && !filter_is_judgeable(state, caller)? => {
+            return Err(gone(id));
+        }
         Some(row) => {
             let is_processed = status == Status::Processed;
             let mut rows = visible_rows(state, caller, &[row], now).await?;
@@ -115,6 +120,24 @@ pub async fn current(state: &AppState, id: ImageId) -> Result<Option<Status>, Ap
         return Ok(None);
     }
     Ok(read_state(state, id).await?.map(|(status, _, _)| status))
+}
+
+/// Columns an image's row has real values for before it is processed.
+const KNOWN_BEFORE_PROCESSING: [&str; 6] = [
+    "id",
+    "source",
+    "source_ref",
+    "received_at",
+    "expires_at",
+    "status",
+];
+
+fn filter_is_judgeable(state: &AppState, caller: &Caller) -> Result<bool, ApiError> {
+    let columns = policies::query::row_filter_columns(&state.policy, &caller.principal)
+        .map_err(query_error)?;
+    Ok(columns
+        .iter()
+        .all(|c| KNOWN_BEFORE_PROCESSING.contains(&c.as_str())))
 }
 
 type State = (Status, Option<MetadataRow>, Option<String>);

@@ -60,6 +60,14 @@ pub async fn purge_key(store: &SharedStore, key: &str) -> Result<(), StoreError>
     store.purge(&versions).await
 }
 
+/// [`purge_key`] for each key.
+pub async fn purge_keys(store: &SharedStore, keys: &[String]) -> Result<(), StoreError> {
+    for key in keys {
+        purge_key(store, key).await?;
+    }
+    Ok(())
+}
+
 /// Remove the older versions of a file just rewritten in place: they still
 /// hold the rows the rewrite removed.
 async fn purge_older_versions(store: &SharedStore, key: &str) -> Result<(), StoreError> {

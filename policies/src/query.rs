@@ -131,6 +131,25 @@ pub async fn visible(
         .map_err(sql_error)
 }
 
+/// The columns `principal`'s row filter reads (empty without a filter).
+pub fn row_filter_columns(policy: &Policy, principal: &str) -> Result<Vec<String>, QueryError> {
+    let who = policy.principal(principal)?;
+    let Some(filter) = &who.row_filter else {
+        return Ok(Vec::new());
+    };
+    let ctx = SessionContext::new();
+    let empty = RecordBatch::new_empty(lake::schema::arrow_schema());
+    let frame = ctx.read_batch(empty).map_err(sql_error)?;
+    let expr = frame.parse_sql_expr(filter).map_err(sql_error)?;
+    let mut columns: Vec<String> = expr
+        .column_refs()
+        .into_iter()
+        .map(|c| c.name.clone())
+        .collect();
+    columns.sort();
+    Ok(columns)
+}
+
 /// One page of the metadata listing (`GET /v1/images?from=&to=…`).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
@@ -226,4 +245,28 @@ fn mentions(text: &str, column: &str) -> bool {
         let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
         !ident(before) && !ident(after)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_filter_names_the_columns_it_reads() {
+        let policy = Policy::load(None).unwrap();
+        assert_eq!(
+            row_filter_columns(&policy, "kafka-analyst").unwrap(),
+            vec!["source".to_owned()]
+        );
+        assert!(row_filter_columns(&policy, "analyst").unwrap().is_empty());
+        let text = crate::DEFAULT_POLICY.replace(
+            "row_filter = \"source = 'kafka'\"",
+            "row_filter = \"has_gps = false AND width < 1000\"",
+        );
+        let policy = Policy::parse("p.toml", &text).unwrap();
+        assert_eq!(
+            row_filter_columns(&policy, "kafka-analyst").unwrap(),
+            vec!["has_gps".to_owned(), "width".to_owned()]
+        );
+    }
 }

@@ -273,6 +273,16 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     if done {
         return Ok(Outcome::Skipped);
     }
+    // What the lake recorded at admission, not what the event claims: an
+    // event from a topic could name another source (and so another row
+    // filter) for this image.
+    let ev = match (|| lake::index::recorded_event(store, ev.id))
+        .retry(policy)
+        .await?
+    {
+        Some(recorded) if recorded.raw_key == ev.raw_key => recorded,
+        _ => ev,
+    };
     let Some(bytes) = (|| store.get(&ev.raw_key)).retry(policy).await? else {
         tracing::info!(id = %ev.id, "raw object gone (erased or expired) before processing");
         return Ok(Outcome::Skipped);
@@ -494,7 +504,9 @@ async fn erased_meanwhile(
         return Ok(false);
     }
     tracing::info!(%id, "image erased during processing; outputs removed");
-    (|| ctx.store.delete(written)).retry(policy).await?;
+    (|| erasure::purge_keys(&ctx.store, written))
+        .retry(policy)
+        .await?;
     Ok(true)
 }
 

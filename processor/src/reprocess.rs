@@ -170,7 +170,7 @@ pub async fn reprocess_one(
             .filter(|k| **k != manifest.row.raw_key)
             .cloned()
             .collect();
-        store.delete(&mine).await?;
+        erasure::purge_keys(store, &mine).await?;
         erasure::scrub_partition(store, id).await?;
         return Ok(false);
     }

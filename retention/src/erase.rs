@@ -38,8 +38,15 @@ pub async fn erase(
     // a manifest never named (a crash before it was written).
     let derived = store.list_versions(&layout::derived_prefix(id)).await?;
     let raw = store.exists(&raw_key).await?;
-    let quarantined = store.exists(&quarantine_key).await?;
-    if !raw && !quarantined && !derived.iter().any(|v| v.is_latest && !v.delete_marker) {
+    // Any version counts: a hidden older version is still the image's data,
+    // and erasing it again must reach it.
+    let anything = raw
+        || !derived.is_empty()
+        || !erasure::versions_of(store, &raw_key).await?.is_empty()
+        || !erasure::versions_of(store, &quarantine_key)
+            .await?
+            .is_empty();
+    if !anything {
         return Ok(None);
     }
     let tombstone = bytes::Bytes::from(now.to_rfc3339());

@@ -34,17 +34,24 @@ impl Scratch {
         Self { dir, stale_after }
     }
 
-    /// Entries no live run can own at `now`.
+    /// Entries no live run can own at `now`. A run's directory carries its
+    /// start time in its name (`run-<unix seconds>-…`), which the script
+    /// cannot change; anything else is judged by its mtime, and a time in
+    /// the future (a script's `touch`) counts as stale.
     pub fn stale(&self, now: DateTime<Utc>) -> Vec<PathBuf> {
         let cutoff = SystemTime::from(now) - self.stale_after;
+        let future = SystemTime::from(now) + Duration::from_secs(300);
+        let is_stale = |t: SystemTime| t < cutoff || t > future;
         std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| {
-                e.metadata()
+            .filter(|e| match started(&e.file_name().to_string_lossy()) {
+                Some(t) => is_stale(t),
+                None => e
+                    .metadata()
                     .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < cutoff)
+                    .map_or(true, is_stale),
             })
             .map(|e| e.path())
             .collect()
@@ -65,11 +72,25 @@ impl Scratch {
     }
 }
 
+/// The start time a run directory's name carries.
+fn started(name: &str) -> Option<SystemTime> {
+    let secs: u64 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Remove a file or a tree, first giving back the permissions a script may
+/// have taken away (`chmod 000`) — never following a link.
 fn remove(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path)?.is_dir() {
-        true => std::fs::remove_dir_all(path),
-        false => std::fs::remove_file(path),
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
     }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(path)? {
+        remove(&entry?.path())?;
+    }
+    std::fs::remove_dir(path)
 }
 
 #[cfg(test)]
@@ -79,14 +100,28 @@ mod tests {
     #[test]
     fn only_runs_older_than_any_run_can_last_are_stale() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("run-a")).unwrap();
-        std::fs::write(dir.path().join("run-a/image.jpeg"), b"pixels").unwrap();
-        let scratch = Scratch::new(dir.path().to_owned(), Duration::from_secs(3600));
+        use std::os::unix::fs::PermissionsExt;
         let now = Utc::now();
-        assert!(scratch.stale(now).is_empty(), "a live run is not stale");
+        let run = dir.path().join(format!("run-{}-x", now.timestamp()));
+        std::fs::create_dir_all(run.join("kept")).unwrap();
+        std::fs::write(run.join("kept/image.jpeg"), b"pixels").unwrap();
+        // What a hostile script does to outlive its run.
+        std::fs::set_permissions(run.join("kept"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        let forged = dir
+            .path()
+            .join(format!("run-{}-y", now.timestamp() + 86_400));
+        std::fs::create_dir(&forged).unwrap();
+        let scratch = Scratch::new(dir.path().to_owned(), Duration::from_secs(3600));
+        assert_eq!(
+            scratch.stale(now),
+            vec![forged.clone()],
+            "a live run is not stale"
+        );
         let later = now + chrono::Duration::hours(2);
-        assert_eq!(scratch.stale(later), vec![dir.path().join("run-a")]);
-        assert_eq!(scratch.remove_stale(later), 1);
-        assert!(!dir.path().join("run-a").exists());
+        let mut stale = scratch.stale(later);
+        stale.sort();
+        assert_eq!(stale, vec![run.clone(), forged]);
+        assert_eq!(scratch.remove_stale(later), 2);
+        assert!(!run.exists());
     }
 }

@@ -879,7 +879,10 @@ async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
         vec![
             ("claim_check_refused".to_owned(), Some("foreign".to_owned())),
             ("claim_check_refused".to_owned(), Some("lake".to_owned())),
-            ("claim_check_unreachable".to_owned(), Some("invalid".to_owned())),
+            (
+                "claim_check_unreachable".to_owned(),
+                Some("invalid".to_owned())
+            ),
         ]
     );
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -79,13 +79,24 @@ async fn sweeper_purges_every_version_on_a_versioned_bucket() {
     let Some((store, _)) = crate::common::s3_lake("vers", "").await else {
         return;
     };
-    store.enable_versioning().await.unwrap();
-    let store: lake::SharedStore = std::sync::Arc::new(store);
     let t0 = chrono::Utc::now() - chrono::Duration::days(8);
     let (old, young) = (
         lake::ImageId::new(t0),
         lake::ImageId::new(chrono::Utc::now()),
     );
+    // Written before versioning was on: its version id is "null", which a
+    // purge must name (a plain delete would only hide it).
+    let unversioned = lake::layout::quarantine_key(old);
+    store
+        .put(
+            &unversioned,
+            bytes::Bytes::from_static(b"q"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    store.enable_versioning().await.unwrap();
+    let store: lake::SharedStore = std::sync::Arc::new(store);
     let put = |key: String, body: &'static [u8]| {
         let store = store.clone();
         async move {

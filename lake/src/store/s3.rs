@@ -350,8 +350,10 @@ impl Store for S3Store {
                 k.and_then(|k| k.strip_prefix(&self.prefix))
                     .map(str::to_owned)
             };
-            // "null" is S3's id for the version written while unversioned.
-            let version = |v: Option<&str>| v.filter(|v| *v != "null").map(str::to_owned);
+            // "null" is S3's id for a version written while the bucket was
+            // unversioned: kept, so a purge names it (a plain delete on a
+            // versioned bucket would only hide it behind a marker).
+            let version = |v: Option<&str>| v.map(str::to_owned);
             for v in page.versions() {
                 let Some(key) = strip(v.key()) else { continue };
                 out.push(ObjectVersion {

@@ -175,8 +175,10 @@ impl ScriptRunner {
             )
         };
         // A private directory per run, removed when it drops.
+        // Its start time in its name, for the sweeper (see retention's scratch).
+        let prefix = format!("run-{}-", chrono::Utc::now().timestamp());
         let dir = tempfile::Builder::new()
-            .prefix("run-")
+            .prefix(&prefix)
             .tempdir_in(&self.spec.cwd)
             .map_err(|e| io_error("directory", e))?;
         let input_dir = dir.path().join("input");
