@@ -12,8 +12,12 @@ use tokio::{
 
 use super::process::{Spec, Tail, kill_group};
 
+/// How long a stream worker serves before it is replaced.
+pub const MAX_WORKER_AGE: Duration = Duration::from_secs(3600);
+
 #[derive(Debug)]
 struct Worker {
+    started: std::time::Instant,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -72,6 +76,7 @@ impl Pool {
             stderr.collect(e);
         }
         Ok(Worker {
+            started: std::time::Instant::now(),
             child,
             stdin,
             stdout,
@@ -130,10 +135,15 @@ impl Pool {
                 stderr_tail: worker.stderr.text(),
             });
         }
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(worker);
+        // A worker lives at most this long: whatever it kept of the images
+        // it saw (in memory, or in the scratch dir) dies with it, well
+        // within retention.
+        if worker.started.elapsed() < MAX_WORKER_AGE {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(worker);
+        }
         Ok(line)
     }
 
