@@ -95,7 +95,10 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     // Nothing older than the retention period exists.
     let earliest = now - state.layout.retention;
     let from = instant("from", q.from.as_deref())?.map_or(earliest, |t| t.max(earliest));
-    let to = instant("to", q.to.as_deref())?.unwrap_or(now + chrono::Duration::seconds(1));
+    // Nothing is received in the future either: the range read is at most
+    // the retention period's hours, whatever the client asks.
+    let latest = now + chrono::Duration::seconds(1);
+    let to = instant("to", q.to.as_deref())?.map_or(latest, |t| t.min(latest));
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -172,7 +172,9 @@ pub struct ApiKey {
 pub struct ProcessorConfig {
     /// Refuse images with more pixels than this, read from the header.
     pub max_pixels: u64,
-    /// Allocation cap for one decode (`image::Limits::max_alloc`).
+    /// Decoded pixels in memory at once, charged from each image's header
+    /// before it is decoded; also each decode's allocation cap
+    /// (`image::Limits::max_alloc`).
     pub max_decode_bytes: u64,
     /// Raw bytes held by images being processed at once.
     pub max_inflight_bytes: u64,

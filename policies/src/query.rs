@@ -68,12 +68,14 @@ async fn read_files(store: &SharedStore, prefix: &str) -> Result<Vec<RecordBatch
         let Some(file) = store.get(&obj.key).await? else {
             continue;
         };
-        batches.extend(
-            lake::schema::read_batches(file).map_err(|e| QueryError::File {
-                key: obj.key.clone(),
-                detail: e.to_string(),
-            })?,
-        );
+        // Decoding is CPU work: off the async runtime.
+        let decoded = tokio::task::spawn_blocking(move || lake::schema::read_batches(file))
+            .await
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        batches.extend(decoded.map_err(|e| QueryError::File {
+            key: obj.key.clone(),
+            detail: e.to_string(),
+        })?);
     }
     Ok(batches)
 }

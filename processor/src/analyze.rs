@@ -34,6 +34,18 @@ pub struct Analysis {
     pub preview_ppm: Vec<u8>,
 }
 
+/// The bytes the pixels will take once decoded, from the header alone
+/// (`None`: not an image we can read a header of; decoding will say why).
+pub fn decoded_bytes(bytes: &[u8]) -> Option<u64> {
+    let Sniffed::Supported(format) = sniff(bytes) else {
+        return None;
+    };
+    ImageReader::with_format(Cursor::new(bytes), to_image_format(format))
+        .into_decoder()
+        .ok()
+        .map(|d| d.total_bytes())
+}
+
 pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, ProcessError> {
     let format = match sniff(bytes) {
         Sniffed::Supported(f) => f,
@@ -237,14 +249,14 @@ mod tests {
         assert!(e.detail.contains("4000000 pixels"), "{}", e.detail);
     }
 
-    #[test]
-    fn a_header_claiming_a_huge_image_is_refused_without_decoding() {
-        // A PNG IHDR announcing 60000x60000 RGBA (14 GB) with almost no data.
+    /// A PNG whose IHDR announces `side`×`side` pixels of `depth`-bit RGBA,
+    /// with almost no data.
+    fn png_declaring(side: u32, depth: u8) -> Vec<u8> {
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         let mut ihdr = b"IHDR".to_vec();
-        ihdr.extend_from_slice(&60000u32.to_be_bytes());
-        ihdr.extend_from_slice(&60000u32.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, 6, 0, 0, 0]);
         png.extend_from_slice(&13u32.to_be_bytes());
         png.extend_from_slice(&ihdr);
         png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
@@ -255,8 +267,24 @@ mod tests {
         png.extend_from_slice(&0u32.to_be_bytes());
         png.extend_from_slice(b"IEND");
         png.extend_from_slice(&crc32fast::hash(b"IEND").to_be_bytes());
-        let e = analyze(&png, &LIMITS).unwrap_err();
+        png
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_image_is_refused_without_decoding() {
+        // 60000x60000 RGBA: 14 GB.
+        let e = analyze(&png_declaring(60000, 8), &LIMITS).unwrap_err();
         assert_eq!(e.reason, QuarantineReason::TooLarge, "{}", e.detail);
+    }
+
+    /// What the processor charges its decode budget: the pixels the header
+    /// declares, not the few bytes the file has.
+    #[test]
+    fn the_decoded_size_comes_from_the_header() {
+        let png = png_declaring(10000, 16);
+        assert!(png.len() < 100);
+        assert_eq!(decoded_bytes(&png), Some(10000 * 10000 * 8));
+        assert_eq!(decoded_bytes(b"hello"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::{
 
 use crate::{
     ProcessError,
-    analyze::{Analysis, AnalyzeLimits, analyze},
+    analyze::{self, Analysis, AnalyzeLimits, analyze},
     reconcile,
     script::{ScriptInput, ScriptOutcome, ScriptRunner},
     sink::MetadataSink,
@@ -37,6 +37,12 @@ struct Ctx {
     sink: MetadataSink,
     script: ScriptSlot,
     retries: u32,
+    /// KiB of decoded pixels in memory at once (`processor.max_decode_bytes`),
+    /// charged from each image's header before it is decoded. Separate from
+    /// the raw-bytes budget, so a task waiting here holds nothing another
+    /// decoding task waits for.
+    decode_budget: Arc<Semaphore>,
+    decode_budget_kib: u32,
 }
 
 #[derive(Debug)]
@@ -72,6 +78,8 @@ impl Processor {
         let budget_kib =
             u32::try_from(cfg.processor.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let p = &cfg.processor;
+        let decode_budget_kib =
+            u32::try_from(p.max_decode_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         Ok(Self {
             ctx: Arc::new(Ctx {
                 store,
@@ -87,6 +95,8 @@ impl Processor {
                 sink,
                 script: ScriptSlot::new(p.script.as_ref(), cfg.script_slots()),
                 retries: p.retries,
+                decode_budget: Arc::new(Semaphore::new(decode_budget_kib as usize)),
+                decode_budget_kib,
             }),
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
@@ -226,8 +236,14 @@ async fn process_one(
 ) {
     let id = ev.id;
     let result = process(&ctx, ev).await;
-    if result.is_ok()
-        && let Some(finished) = finished
+    // A duplicate of an image still in flight reports nothing: its event is
+    // finished when the first one is, not before (reporting it would
+    // release the first event's offset too, and a crash would lose the
+    // image).
+    if matches!(
+        result,
+        Ok(Outcome::Processed | Outcome::Quarantined | Outcome::Skipped)
+    ) && let Some(finished) = finished
     {
         let _ = finished.send(id);
     }
@@ -236,7 +252,7 @@ async fn process_one(
         Ok(Outcome::Quarantined) => {
             metrics::counter!("imgpipe_images_quarantined_total").increment(1)
         }
-        Ok(Outcome::Skipped) => {}
+        Ok(Outcome::Skipped | Outcome::InFlight) => {}
         Err(e) => {
             // Storage kept failing: the raw object stays, and the next
             // start's reconciliation takes it up again.
@@ -249,13 +265,15 @@ async fn process_one(
 enum Outcome {
     Processed,
     Quarantined,
+    /// Another task has this image right now.
+    InFlight,
     Skipped,
 }
 
 async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     // One task per id at a time; a finished image is never redone.
     let Some(_guard) = ctx.inflight.try_enter(ev.id) else {
-        return Ok(Outcome::Skipped);
+        return Ok(Outcome::InFlight);
     };
     let store = &ctx.store;
     let policy = retry_policy(ctx.retries);
@@ -288,7 +306,19 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
         return Ok(Outcome::Skipped);
     };
     let started = Instant::now();
+    // Memory for the pixels, as the header declares them (a small PNG can
+    // declare gigabytes), before any is decoded.
+    let decoded_kib = analyze::decoded_bytes(&bytes)
+        .map_or(1, |b| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX))
+        .clamp(1, ctx.decode_budget_kib);
+    let decoding = ctx
+        .decode_budget
+        .clone()
+        .acquire_many_owned(decoded_kib)
+        .await
+        .ok();
     let analysis = on_pool(&ctx.pool, bytes.clone(), ctx.limits).await;
+    drop(decoding);
     match analysis {
         Err(problem) => {
             quarantine(ctx, &ev, problem).await?;

@@ -529,3 +529,21 @@ fn stale_script_scratch_is_audited_and_swept() {
     let (ok, out, _) = cli(&["audit", "--config", &config, "--data-dir", lake]);
     assert!(ok, "{out}");
 }
+
+/// A listing range is clamped to what can exist (the retention period up
+/// to now): `to=9999-12-31` is an ordinary request, not a LIST per hour
+/// until the request times out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_to_the_far_future_is_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Imgpipe::start(&dir.path().join("lake"), &[]);
+    let resp = client()
+        .get(app.url("/v1/images?from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["images"].as_array().unwrap().is_empty(), "{v}");
+    app.stop();
+}

@@ -74,7 +74,7 @@ impl FsStore {
     fn put_blocking(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
         let dest = self.path(key);
         let dir = dest.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)?;
+        create_dirs_durably(dir)?;
         let (tmp_path, mut file) = tempfile_in(&self.root.join(TMP_DIR))?;
         // A failed write must not leave image bytes behind in .tmp.
         let written = file
@@ -160,6 +160,33 @@ impl FsStore {
         }
         Ok(())
     }
+}
+
+/// Make `dir` and every missing directory above it, each fsynced into its
+/// parent: a new partition directory whose own entry was never made
+/// durable would lose the image renamed into it on power loss.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            // Another writer made it: its entry still needs to be durable.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = d.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 /// A fresh temp file with an unguessable name in `dir`.
