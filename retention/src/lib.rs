@@ -9,6 +9,7 @@ pub mod audit;
 pub mod erase;
 pub mod lifecycle;
 pub mod scratch;
+pub mod verify;
 
 use std::{fmt, future::Future, time::Duration};
 

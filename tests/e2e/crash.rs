@@ -55,4 +55,29 @@ async fn kill_mid_batch_then_restart_loses_nothing() {
         let n = rows.iter().filter(|r| r.id.to_string() == *id).count();
         assert_eq!(n, 1, "image {id} has {n} metadata rows");
     }
+    // And the lake's invariants hold, image by image.
+    let lake = dir.path().to_str().unwrap();
+    let (ok, out, err) = cli(&["verify", "--data-dir", lake]);
+    assert!(ok && out.contains("PASS"), "{out}{err}");
+
+    // It can fail: a thumbnail gone, an outcome doubled.
+    let (thumbed, doubled): (lake::ImageId, lake::ImageId) =
+        (ids[0].parse().unwrap(), ids[1].parse().unwrap());
+    std::fs::remove_file(dir.path().join(lake::layout::thumb_key(thumbed))).unwrap();
+    let record = dir.path().join(lake::layout::quarantine_key(doubled));
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, b"{}").unwrap();
+    let (ok, out, _) = cli(&["verify", "--data-dir", lake, "--format", "json"]);
+    assert!(!ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let named: Vec<&str> = report["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        named.contains(&ids[0].as_str()) && named.contains(&ids[1].as_str()),
+        "{out}"
+    );
 }

@@ -470,6 +470,8 @@ async fn a_crash_before_the_commit_redelivers_without_a_second_image() {
     assert_eq!(ids.len(), images.len());
     let raws = common::files_under(&lake_dir.join("raw"));
     assert_eq!(raws.len(), images.len(), "{raws:?}");
+    let (ok, out, err) = common::cli(&["verify", "--data-dir", lake_dir.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
 }
 
 /// An `imgpipe` subcommand whose output lines are collected.

@@ -206,6 +206,8 @@ async fn erasure_removes_every_byte_now() {
         "erasure took a neighbour's row"
     );
     assert!(!paths_naming(dir.path(), kept).is_empty());
+    let (ok, out, err) = cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
