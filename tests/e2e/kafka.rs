@@ -763,18 +763,6 @@ async fn forged_events_on_the_events_topic_are_refused() {
     assert_eq!(refusals, 2, "both forged events are logged as refused");
 }
 
-/// Peak resident memory of a process (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap();
-    kib * 1024
-}
-
 /// Claim-checks are untrusted pointers read with the bridge's credentials:
 /// one into the lake's own bucket is refused even when allow-listed, one
 /// into a bucket not allowed is refused, and 200 at once into an allowed
@@ -899,7 +887,7 @@ async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let peak = peak_rss(bridge.child.id());
+    let peak = common::peak_rss(bridge.child.id());
     bridge.stop();
     // 200 × the image would be ~{BURST × size}; the budget allows 16 MiB of
     // images in flight, plus the process itself.

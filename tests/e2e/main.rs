@@ -8,6 +8,7 @@ mod common;
 mod analyst;
 mod api;
 mod crash;
+mod hostile;
 mod infra;
 mod kafka;
 mod purge;
