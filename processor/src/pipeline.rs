@@ -329,7 +329,10 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
             // runners for later images only.
             let script = match ctx.script.current() {
                 None => None,
-                Some(runner) => match runner.run(&script_input(&ev, &bytes, &a)).await {
+                Some(runner) => match runner
+                    .run(&ScriptInput::new(ev.id, ev.source, &bytes, &a))
+                    .await
+                {
                     Ok(outcome) => Some(outcome),
                     Err(problem) => {
                         quarantine(ctx, &ev, problem).await?;
@@ -368,30 +371,6 @@ async fn on_pool(
 
 /// What the customer's script sees: the image, a preview it can read
 /// without an image library, and what we extracted (no GPS coordinates).
-fn script_input<'a>(ev: &ImageReceived, bytes: &'a [u8], a: &'a Analysis) -> ScriptInput<'a> {
-    ScriptInput {
-        id: ev.id,
-        image: bytes,
-        extension: a.format.name(),
-        preview_ppm: &a.preview_ppm,
-        metadata: serde_json::json!({
-            "format": a.format.name(),
-            "content_type": a.format.mime(),
-            "width": a.width,
-            "height": a.height,
-            "bytes": bytes.len(),
-            "sha256": a.sha256,
-            "phash": a.phash,
-            "orientation": a.exif.orientation,
-            "exif_make": a.exif.make,
-            "exif_model": a.exif.model,
-            "exif_taken_at": a.exif.taken_at,
-            "has_gps": a.exif.gps.is_some(),
-            "source": ev.source,
-        }),
-    }
-}
-
 async fn write_outputs(
     ctx: &Ctx,
     ev: &ImageReceived,

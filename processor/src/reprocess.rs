@@ -115,21 +115,7 @@ pub async fn reprocess_one(
     };
     let raw_for_cpu = raw.clone();
     let analysis = tokio::task::spawn_blocking(move || analyze(&raw_for_cpu, &limits)).await??;
-    let input = ScriptInput {
-        id,
-        image: &raw,
-        extension: analysis.format.name(),
-        preview_ppm: &analysis.preview_ppm,
-        metadata: serde_json::json!({
-            "format": analysis.format.name(),
-            "width": analysis.width,
-            "height": analysis.height,
-            "bytes": raw.len(),
-            "sha256": analysis.sha256,
-            "orientation": analysis.exif.orientation,
-            "source": manifest.row.source,
-        }),
-    };
+    let input = ScriptInput::new(id, manifest.row.source, &raw, &analysis);
     let outcome = runner.run(&input).await?;
 
     // New outputs first, then the manifest that names them, then the row.
@@ -182,6 +168,9 @@ async fn replace_row(
     store: &SharedStore,
     row: &schema::MetadataRow,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // One writer per file: images of one hour share files, and two
+    // read-modify-writes of one file would lose an update.
+    let _writer = partition_lock(&layout::metadata_partition_prefix(row.id)).await;
     for obj in store
         .list(&layout::metadata_partition_prefix(row.id))
         .await?
@@ -209,6 +198,16 @@ async fn replace_row(
         erasure::scrub_file(store, &obj.key, &erased).await?;
     }
     Ok(())
+}
+
+/// A lock per hour partition (hashed into a fixed table), for this process.
+async fn partition_lock(prefix: &str) -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCKS: std::sync::LazyLock<Vec<tokio::sync::Mutex<()>>> =
+        std::sync::LazyLock::new(|| (0..64).map(|_| tokio::sync::Mutex::new(())).collect());
+    let hash = prefix.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    LOCKS[hash % LOCKS.len()].lock().await
 }
 
 /// The runner for the configured script.

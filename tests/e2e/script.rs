@@ -501,7 +501,7 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
             "import json, os, sys\n\
              req = json.load(sys.stdin)\n\
              open(os.path.join(req['out_dir'], 'v{v}.txt'), 'w').write('{v}')\n\
-             print(json.dumps({{'v': {v}}}))\n"
+             print(json.dumps({{'v': {v}, 'asked': sorted(req['metadata'])}}))\n"
         )
     };
     let command = python_script(dir.path(), "script.py", &script(1));
@@ -519,10 +519,13 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
         let (_, body) = upload(&client, &app, bytes).await;
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
+    let mut first_asked = Vec::new();
     for id in &ids {
-        wait_final(&client, &app, id, Duration::from_secs(60)).await;
+        let v = wait_final(&client, &app, id, Duration::from_secs(60)).await;
+        first_asked.push(v["metadata"]["script"]["asked"].clone());
     }
     app.stop();
+    assert!(first_asked[0].as_array().unwrap().len() >= 13, "{first_asked:?}");
     // Rows must have settled (two flush intervals) before they are replaced.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -540,7 +543,11 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
     let rows = parquet_rows(&lake_dir);
     assert_eq!(rows.len(), 3);
     for row in &rows {
-        assert_eq!(row.script.as_deref(), Some("{\"v\":2}"));
+        let fields: serde_json::Value =
+            serde_json::from_str(row.script.as_deref().unwrap()).unwrap();
+        assert_eq!(fields["v"], 2);
+        // Reprocess asks the script the same request the first run did.
+        assert_eq!(fields["asked"], first_asked[0], "{fields}");
         assert!(
             lake_dir
                 .join(lake::layout::script_key(row.id, "v2.txt"))
@@ -556,7 +563,7 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
             &std::fs::read(lake_dir.join(lake::layout::manifest_key(row.id))).unwrap(),
         )
         .unwrap();
-        assert_eq!(manifest.row.script.as_deref(), Some("{\"v\":2}"));
+        assert_eq!(manifest.row.script, row.script);
         assert!(manifest.keys.iter().any(|k| k.ends_with("v2.txt")));
         assert!(manifest.keys.last().unwrap().ends_with("manifest.json"));
     }

@@ -53,6 +53,38 @@ pub struct ScriptInput<'a> {
     pub metadata: Value,
 }
 
+impl<'a> ScriptInput<'a> {
+    /// The one request every run gets, first processing or reprocess alike.
+    pub fn new(
+        id: ImageId,
+        source: lake::Source,
+        image: &'a [u8],
+        a: &'a crate::analyze::Analysis,
+    ) -> Self {
+        Self {
+            id,
+            image,
+            extension: a.format.name(),
+            preview_ppm: &a.preview_ppm,
+            metadata: json!({
+                "format": a.format.name(),
+                "content_type": a.format.mime(),
+                "width": a.width,
+                "height": a.height,
+                "bytes": image.len(),
+                "sha256": a.sha256,
+                "phash": a.phash,
+                "orientation": a.exif.orientation,
+                "exif_make": a.exif.make,
+                "exif_model": a.exif.model,
+                "exif_taken_at": a.exif.taken_at,
+                "has_gps": a.exif.gps.is_some(),
+                "source": source,
+            }),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ScriptRunner {
     cfg: ScriptConfig,
