@@ -27,6 +27,9 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub id: ImageId,
+    /// Stored by this request (not a retry's earlier image).
+    #[serde(skip)]
+    pub new: bool,
     pub status: status::Status,
     pub received_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -60,13 +63,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     if multipart {
-        // Every file is checked before any is stored: all or nothing.
-        let files = read_multipart(&state, request).await?;
-        let mut images = Vec::with_capacity(files.len());
-        for (i, f) in files.into_iter().enumerate() {
-            let key = idempotency_key.as_ref().map(|k| format!("{k}#{i}"));
-            images.push(accept(&state, &caller, f, key).await?);
-        }
+        let images = multipart_upload(&state, &caller, request, idempotency_key).await?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "images": images })),
@@ -133,7 +130,39 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError
     }
 }
 
-async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload>, ApiError> {
+/// Each file part is stored as soon as it has streamed in and passed its
+/// checks, so a request holds one part in memory, not all of them. All or
+/// nothing still: when a later part is refused (or the body breaks), the
+/// parts already stored are erased before the error is answered.
+async fn multipart_upload(
+    state: &AppState,
+    caller: &Caller,
+    request: Request,
+    idempotency_key: Option<String>,
+) -> Result<Vec<Accepted>, ApiError> {
+    let mut stored = Vec::new();
+    let result = store_parts(state, caller, request, idempotency_key, &mut stored).await;
+    if result.is_err() {
+        for accepted in &stored {
+            // Only what this request made: a retried key's earlier image stays.
+            if accepted.new
+                && let Err(e) =
+                    retention::erase::erase(&state.store, accepted.id, state.clock.now()).await
+            {
+                tracing::error!(id = %accepted.id, error = %e, "could not undo a refused multipart upload");
+            }
+        }
+    }
+    result.map(|()| stored)
+}
+
+async fn store_parts(
+    state: &AppState,
+    caller: &Caller,
+    request: Request,
+    idempotency_key: Option<String>,
+    stored: &mut Vec<Accepted>,
+) -> Result<(), ApiError> {
     let cfg = &state.config;
     let total_limit = cfg
         .max_upload_bytes
@@ -147,13 +176,13 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
     let malformed = |e: axum::extract::multipart::MultipartError| {
         ApiError::bad_request("bad_multipart", e.body_text())
     };
-    let mut files = Vec::new();
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         // Files are the parts with a file name; other form fields are ignored.
         let Some(name) = field.file_name().map(str::to_owned) else {
             continue;
         };
-        if files.len() == cfg.max_files_per_request {
+        let index = stored.len();
+        if index == cfg.max_files_per_request {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_many_files",
@@ -173,20 +202,22 @@ async fn read_multipart(state: &AppState, request: Request) -> Result<Vec<Upload
             data.extend_from_slice(&chunk);
         }
         let data = data.freeze();
-        let format = check_image(&data).map_err(|e| name_part(e, files.len(), &name))?;
-        files.push(Upload {
+        let format = check_image(&data).map_err(|e| name_part(e, index, &name))?;
+        let upload = Upload {
             data,
             format,
             name: Some(name),
-        });
+        };
+        let key = idempotency_key.as_ref().map(|k| format!("{k}#{index}"));
+        stored.push(accept(state, caller, upload, key).await?);
     }
-    if files.is_empty() {
+    if stored.is_empty() {
         return Err(ApiError::bad_request(
             "no_files",
             "the multipart body has no file parts",
         ));
     }
-    Ok(files)
+    Ok(())
 }
 
 /// Empty → 400; not an image we take (by magic bytes) → 415.
@@ -266,6 +297,7 @@ async fn accept(
     };
     Ok(Accepted {
         id,
+        new: matches!(admitted, Admitted::New(_)),
         status,
         received_at: id.received_at(),
         expires_at: state.layout.expires_at(id),

@@ -253,7 +253,9 @@ async fn multipart_with_several_files() {
         assert_eq!(v["status"], "processed", "{name}: {v}");
     }
 
-    // One bad file refuses the whole request, naming the file.
+    // One bad file refuses the whole request, naming the file — and the
+    // good part before it, stored as it streamed in, is gone again.
+    let raw_before = files_under(&dir.path().join("raw")).len();
     let form = reqwest::multipart::Form::new()
         .part(
             "a",
@@ -270,6 +272,10 @@ async fn multipart_with_several_files() {
         body["detail"].as_str().unwrap().contains("doc.pdf"),
         "{body}"
     );
+    assert_eq!(files_under(&dir.path().join("raw")).len(), raw_before);
+    app.stop();
+    let (ok, out, err) = cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

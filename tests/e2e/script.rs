@@ -525,7 +525,10 @@ async fn reprocess_replaces_fields_outputs_and_rows_once() {
         first_asked.push(v["metadata"]["script"]["asked"].clone());
     }
     app.stop();
-    assert!(first_asked[0].as_array().unwrap().len() >= 13, "{first_asked:?}");
+    assert!(
+        first_asked[0].as_array().unwrap().len() >= 13,
+        "{first_asked:?}"
+    );
     // Rows must have settled (two flush intervals) before they are replaced.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
