@@ -104,33 +104,55 @@ impl Admission {
     pub async fn admit(&self, incoming: Incoming) -> Result<Admitted, AdmitError> {
         let sha256 = hex::encode(Sha256::digest(&incoming.data));
         // Two requests with one key in this process take turns; across
-        // processes the earliest record wins.
+        // processes the earliest record wins (checked after writing ours).
         let _turn = match &incoming.dedup_key {
             Some(key) => Some(self.locks.lock(key).await),
             None => None,
         };
-        let admitted = match &incoming.dedup_key {
+        let mut admitted = match &incoming.dedup_key {
             Some(key) => match self.earlier(key, &sha256, incoming.on_reuse).await? {
                 Some(id) => Admitted::Again(id),
                 None => Admitted::New(ImageId::new(self.clock.now())),
             },
             None => Admitted::New(ImageId::new(self.clock.now())),
         };
-        let id = admitted.id();
-        if let Admitted::Again(id) = admitted
-            && (erasure::is_erased(&self.store, id).await? || self.finished(id).await?)
-        {
-            // Erased on request: a retry must not bring it back. Finished:
-            // nothing is left to do.
-            return Ok(admitted);
+        let opts_for = |id: ImageId| {
+            PutOptions::for_image(
+                id,
+                incoming.source,
+                &sha256,
+                self.layout.expires_at(id),
+                incoming.format.mime(),
+            )
+        };
+        if let (Admitted::New(id), Some(key)) = (admitted, &incoming.dedup_key) {
+            index::record_dedup(&self.store, key, id, &sha256, &opts_for(id)).await?;
+            let mine = layout::idempotency_key(key, id);
+            match self.earlier(key, &sha256, incoming.on_reuse).await {
+                Ok(Some(first)) if first != id => {
+                    erasure::purge_key(&self.store, &mine).await?;
+                    admitted = Admitted::Again(first);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    erasure::purge_key(&self.store, &mine).await?;
+                    return Err(e);
+                }
+            }
         }
-        let opts = PutOptions::for_image(
-            id,
-            incoming.source,
-            &sha256,
-            self.layout.expires_at(id),
-            incoming.format.mime(),
-        );
+        let id = admitted.id();
+        if let Admitted::Again(id) = admitted {
+            if erasure::is_erased(&self.store, id).await? {
+                // Erased on request: a retry must not bring it back.
+                return Ok(admitted);
+            }
+            if self.finished(id).await? {
+                // A crash may have come between raw and the content index.
+                index::record_content(&self.store, &sha256, id, &opts_for(id)).await?;
+                return Ok(admitted);
+            }
+        }
+        let opts = opts_for(id);
         let event = ImageReceived {
             id,
             raw_key: layout::raw_key(id),
@@ -143,14 +165,19 @@ impl Admission {
             dedup_key: incoming.dedup_key,
         };
         let new = matches!(admitted, Admitted::New(_));
-        if new && let Some(key) = &event.dedup_key {
-            index::record_dedup(&self.store, key, id, &sha256, &opts).await?;
-        }
         if new || index::recorded_event(&self.store, id).await?.is_none() {
             index::record_event(&self.store, &event, &opts).await?;
         }
         if new || !self.store.exists(&event.raw_key).await? {
             self.store.put(&event.raw_key, incoming.data, &opts).await?;
+        }
+        if erasure::is_erased(&self.store, id).await? {
+            // An erasure ran while we wrote: take back what it could not see.
+            let mut written = index::record_keys(&event);
+            written.retain(|k| Some(k) != index::dedup_record_key(&event).as_ref());
+            written.push(event.raw_key.clone());
+            erasure::purge_keys(&self.store, &written).await?;
+            return Ok(admitted);
         }
         index::record_content(&self.store, &sha256, id, &opts).await?;
         self.events.emit(event).await?;
@@ -172,11 +199,14 @@ impl Admission {
             .filter(|(id, _)| now < self.layout.expires_at(*id))
             .collect();
         match on_reuse {
+            // A redelivery is automatic: an erased image's record matches
+            // whatever comes again under its key, so it is not stored again.
             Reuse::NewImage => Ok(live
                 .into_iter()
-                .find(|(_, sha)| sha == sha256)
+                .find(|(_, sha)| sha == sha256 || sha == index::ERASED)
                 .map(|(id, _)| id)),
-            Reuse::Refuse => match live.into_iter().next() {
+            // A client's retry after its image was erased is its new upload.
+            Reuse::Refuse => match live.into_iter().find(|(_, sha)| sha != index::ERASED) {
                 Some((id, sha)) if sha == sha256 => Ok(Some(id)),
                 Some(_) => Err(AdmitError::KeyReused),
                 None => Ok(None),
@@ -317,6 +347,56 @@ mod tests {
             }
             assert_eq!(announced, vec![id], "crash at write {fail_at}");
         }
+    }
+
+    /// After an erasure the key's record says "erased": a redelivery under it
+    /// is not stored again; a client's explicit retry is a new upload.
+    #[tokio::test]
+    async fn an_erased_image_is_not_stored_again_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let admission = Admission::new(
+            store.clone(),
+            Arc::new(FixedClock::new(Utc::now())),
+            Layout::new(chrono::Duration::days(7)),
+            Arc::new(tx),
+        );
+        let first = admission
+            .admit(incoming(Some("kafka:t:k"), png(), Reuse::NewImage))
+            .await
+            .unwrap();
+        let id = first.id();
+        // What erasure leaves: the tombstone and the key's record, emptied.
+        store
+            .put(
+                &layout::erased_key(id),
+                Bytes::from_static(b"t"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &layout::idempotency_key("kafka:t:k", id),
+                Bytes::from_static(index::ERASED.as_bytes()),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        store.delete(&[layout::raw_key(id)]).await.unwrap();
+        let again = admission
+            .admit(incoming(Some("kafka:t:k"), png(), Reuse::NewImage))
+            .await
+            .unwrap();
+        assert_eq!(again, Admitted::Again(id));
+        assert!(store.list("raw/").await.unwrap().is_empty());
+        // A client retrying after erasure makes a new upload.
+        let fresh = admission
+            .admit(incoming(Some("kafka:t:k"), png(), Reuse::Refuse))
+            .await
+            .unwrap();
+        assert!(matches!(fresh, Admitted::New(other) if other != id));
     }
 
     #[tokio::test]

@@ -92,6 +92,19 @@ pub async fn find_by_content(
     Ok(ids)
 }
 
+/// The body a dedup record keeps once its image is erased: no hash of the
+/// image, only the fact, so a retry or redelivery under the same key finds
+/// the erased image (and is not stored again) until the record expires.
+pub const ERASED: &str = "erased";
+
+/// The dedup record of `event`'s image, if it has one.
+pub fn dedup_record_key(event: &ImageReceived) -> Option<String> {
+    event
+        .dedup_key
+        .as_deref()
+        .map(|k| layout::idempotency_key(k, event.id))
+}
+
 /// The keys of every record kept for an image — its recorded event, its
 /// content-index entry and its dedup record — derived from the id and the
 /// event, so erasure finds them without listing the area.
@@ -101,9 +114,7 @@ pub fn record_keys(event: &ImageReceived) -> Vec<String> {
         event_key(id),
         layout::idempotency_key(&layout::content_index_key(&event.sha256), id),
     ];
-    if let Some(dedup) = &event.dedup_key {
-        keys.push(layout::idempotency_key(dedup, id));
-    }
+    keys.extend(dedup_record_key(event));
     keys
 }
 

@@ -308,7 +308,19 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     let started = Instant::now();
     // Memory for the pixels, as the header declares them (a small PNG can
     // declare gigabytes), before any is decoded.
-    let decoded_kib = analyze::decoded_bytes(&bytes)
+    // A header parse is the decoder's first step: off the runtime, and a
+    // panic in it is the decode's to report (it runs again under
+    // catch_unwind there), not this task's.
+    let header = bytes.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(|| analyze::decoded_bytes(&header))
+            .ok()
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let decoded_kib = decoded
         .map_or(1, |b| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX))
         .clamp(1, ctx.decode_budget_kib);
     let decoding = ctx

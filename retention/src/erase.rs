@@ -59,8 +59,9 @@ pub async fn erase(
         Some(bytes) => serde_json::from_slice::<Manifest>(&bytes).ok(),
         None => None,
     };
-    if let Some(event) = index::recorded_event(store, id).await? {
-        keys.extend(index::record_keys(&event));
+    let event = index::recorded_event(store, id).await?;
+    if let Some(event) = &event {
+        keys.extend(index::record_keys(event));
     } else if let Some(m) = &manifest {
         // No recorded event (older images): the content index, from the row.
         keys.push(layout::idempotency_key(
@@ -78,6 +79,18 @@ pub async fn erase(
         .count();
     if !doomed.is_empty() {
         store.purge(&doomed).await?;
+    }
+    // The dedup record comes back holding only "erased": a client retry or
+    // a Kafka redelivery under its key must find the image erased, not
+    // store it again under a new id.
+    if let Some(key) = event.as_ref().and_then(index::dedup_record_key) {
+        store
+            .put(
+                &key,
+                bytes::Bytes::from_static(index::ERASED.as_bytes()),
+                &PutOptions::default(),
+            )
+            .await?;
     }
     let rows = erasure::scrub_partition(store, id).await?;
     erasure::purge_key(store, &raw_key).await?;

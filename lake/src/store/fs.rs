@@ -74,7 +74,7 @@ impl FsStore {
     fn put_blocking(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
         let dest = self.path(key);
         let dir = dest.parent().unwrap_or(&self.root);
-        create_dirs_durably(dir)?;
+        create_dirs_durably(&self.root, dir)?;
         let (tmp_path, mut file) = tempfile_in(&self.root.join(TMP_DIR))?;
         // A failed write must not leave image bytes behind in .tmp.
         let written = file
@@ -162,29 +162,48 @@ impl FsStore {
     }
 }
 
-/// Make `dir` and every missing directory above it, each fsynced into its
-/// parent: a new partition directory whose own entry was never made
-/// durable would lose the image renamed into it on power loss.
-fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
+/// Make `dir` and every directory above it durable: each fsynced into its
+/// parent once by this process. A partition directory whose own entry never
+/// reached the disk would lose the image renamed into it on power loss —
+/// also when another writer made it and has not synced it yet, so "it
+/// exists" is not enough: only "this process synced it" is.
+fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::{collections::HashSet, sync::Mutex};
+    static DURABLE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let known = |d: &Path| {
+        DURABLE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.contains(d))
+    };
+    // Known and still there (empty directories are removed with their
+    // last object, so a known one may be gone).
+    let durable = |d: &Path| known(d) && d.is_dir();
+    if durable(dir) {
         return Ok(());
     }
-    let mut missing = Vec::new();
+    let mut todo = Vec::new();
     let mut at = Some(dir);
-    while let Some(d) = at.filter(|d| !d.exists()) {
-        missing.push(d);
+    // The store's root was made (and synced) when it was opened.
+    while let Some(d) = at.filter(|d| *d != root && d.starts_with(root) && !durable(d)) {
+        todo.push(d);
         at = d.parent();
     }
-    for d in missing.into_iter().rev() {
+    for d in todo.into_iter().rev() {
         match std::fs::create_dir(d) {
             Ok(()) => {}
-            // Another writer made it: its entry still needs to be durable.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
         if let Some(parent) = d.parent() {
             std::fs::File::open(parent)?.sync_all()?;
         }
+        DURABLE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(d.to_owned());
     }
     Ok(())
 }

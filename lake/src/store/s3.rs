@@ -26,7 +26,8 @@ const DELETE_BATCH: usize = 1000;
 /// A 4xx status (the request itself is refused), as opposed to a server
 /// or network failure that may pass.
 fn client_error(status: Option<u16>) -> Option<u16> {
-    status.filter(|s| (400..500).contains(s))
+    // 408 and 429 say "not now", not "no".
+    status.filter(|s| (400..500).contains(s) && !matches!(s, 408 | 429))
 }
 
 /// What [`S3Store::get_capped`] found.
