@@ -74,6 +74,13 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": self.code, "detail": self.detail })),
         )
             .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Nothing was accepted; the client should come back shortly.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
         if matches!(
             self.status,
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN

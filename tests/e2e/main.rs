@@ -8,6 +8,7 @@ mod common;
 mod analyst;
 mod api;
 mod crash;
+mod faults;
 mod hostile;
 mod infra;
 mod kafka;
