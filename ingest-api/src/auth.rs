@@ -16,7 +16,7 @@ use axum::{
 use lake::config::{ApiConfig, Permission};
 use sha2::{Digest, Sha256};
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, error::ApiErrorCode};
 
 /// The caller, once its key is checked.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Caller {
         }
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ApiErrorCode::Forbidden,
             format!("this key lacks the {} permission", permission.as_str()),
         ))
     }
@@ -119,7 +119,7 @@ pub async fn require_key(
         }
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ApiErrorCode::Unauthorized,
             "a valid API key is required",
         )
         .into_response(),
@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(reader.principal, "privacy-officer");
         assert!(reader.require(Permission::ImagesRead).is_ok());
         let e = reader.require(Permission::ImagesErase).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::FORBIDDEN, crate::ApiErrorCode::Forbidden)
+        );
         let legacy = keys.find("legacy-key-0123456789").unwrap();
         assert_eq!(legacy.principal, "analyst");
         assert!(legacy.require(Permission::ImagesWrite).is_ok());

@@ -7,16 +7,108 @@ use axum::{
 };
 use serde_json::json;
 
+/// Every error code the API answers with: clients and dashboards match on
+/// these strings, so they are declared once, here (the README's table of
+/// codes is checked against this list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiErrorCode {
+    AccessDenied,
+    BadMultipart,
+    BodyReadFailed,
+    EmptyBody,
+    Erased,
+    Forbidden,
+    IdempotencyKeyReused,
+    Internal,
+    InvalidCursor,
+    InvalidId,
+    InvalidIdempotencyKey,
+    InvalidQuery,
+    InvalidSha256,
+    MethodNotAllowed,
+    NoFiles,
+    NotFound,
+    ShuttingDown,
+    StorageUnavailable,
+    Timeout,
+    TooLarge,
+    TooManyFiles,
+    Unauthorized,
+    UnsupportedMediaType,
+}
+
+impl ApiErrorCode {
+    pub const ALL: [ApiErrorCode; 23] = [
+        Self::AccessDenied,
+        Self::BadMultipart,
+        Self::BodyReadFailed,
+        Self::EmptyBody,
+        Self::Erased,
+        Self::Forbidden,
+        Self::IdempotencyKeyReused,
+        Self::Internal,
+        Self::InvalidCursor,
+        Self::InvalidId,
+        Self::InvalidIdempotencyKey,
+        Self::InvalidQuery,
+        Self::InvalidSha256,
+        Self::MethodNotAllowed,
+        Self::NoFiles,
+        Self::NotFound,
+        Self::ShuttingDown,
+        Self::StorageUnavailable,
+        Self::Timeout,
+        Self::TooLarge,
+        Self::TooManyFiles,
+        Self::Unauthorized,
+        Self::UnsupportedMediaType,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::BadMultipart => "bad_multipart",
+            Self::BodyReadFailed => "body_read_failed",
+            Self::EmptyBody => "empty_body",
+            Self::Erased => "erased",
+            Self::Forbidden => "forbidden",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Internal => "internal",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::InvalidId => "invalid_id",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidSha256 => "invalid_sha256",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NoFiles => "no_files",
+            Self::NotFound => "not_found",
+            Self::ShuttingDown => "shutting_down",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::Timeout => "timeout",
+            Self::TooLarge => "too_large",
+            Self::TooManyFiles => "too_many_files",
+            Self::Unauthorized => "unauthorized",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {detail}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ApiErrorCode,
     pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ApiErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -24,18 +116,18 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ApiErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, detail)
     }
 
     pub fn too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ApiErrorCode::TooLarge,
             format!("the upload exceeds the limit of {limit} bytes"),
         )
     }
@@ -45,7 +137,7 @@ impl ApiError {
         tracing::error!(error = %e, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ApiErrorCode::Internal,
             "something went wrong on our side",
         )
     }
@@ -55,7 +147,7 @@ impl ApiError {
         tracing::error!(error = %e, "storage error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ApiErrorCode::StorageUnavailable,
             "the lake is not answering; retry later",
         )
     }
@@ -71,7 +163,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(json!({ "error": self.code, "detail": self.detail })),
+            Json(json!({ "error": self.code.as_str(), "detail": self.detail })),
         )
             .into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
@@ -94,5 +186,28 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table of codes is the list clients read: it names
+    /// exactly the codes the API can answer with.
+    #[test]
+    fn the_readme_table_lists_exactly_these_codes() {
+        let readme = include_str!("../../README.md");
+        let mut documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once("` | "))
+            .filter(|(_, rest)| rest.chars().next().is_some_and(|c| c.is_ascii_digit()))
+            .map(|(code, _)| code)
+            .collect();
+        documented.sort_unstable();
+        let mut declared: Vec<&str> = ApiErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        declared.sort_unstable();
+        assert_eq!(documented, declared);
     }
 }

@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use auth::key_digest;
-pub use error::ApiError;
+pub use error::{ApiError, ApiErrorCode};
 pub use routes::router;
 
 /// What every handler shares.

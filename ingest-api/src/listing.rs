@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     ApiError, AppState,
     auth::Caller,
+    error::ApiErrorCode,
     status::{self, query_error, to_json},
 };
 
@@ -58,7 +59,7 @@ async fn by_content(
 ) -> Result<Json<Value>, ApiError> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(
-            "invalid_sha256",
+            ApiErrorCode::InvalidSha256,
             "sha256 must be 64 hex digits",
         ));
     }
@@ -82,7 +83,7 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Api
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| {
                     ApiError::bad_request(
-                        "invalid_query",
+                        ApiErrorCode::InvalidQuery,
                         format!("{name} must be an RFC 3339 instant, e.g. 2026-11-23T00:00:00Z"),
                     )
                 })
@@ -102,7 +103,7 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ApiErrorCode::InvalidQuery,
             format!("limit must be 1..={MAX_LIMIT}"),
         ));
     }
@@ -110,7 +111,7 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
         && !matches!(source.as_str(), "http" | "kafka")
     {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ApiErrorCode::InvalidQuery,
             "source must be http or kafka",
         ));
     }
@@ -119,7 +120,10 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
         .as_deref()
         .map(|c| {
             c.parse::<ImageId>().map_err(|_| {
-                ApiError::bad_request("invalid_cursor", "cursor is not one this API returned")
+                ApiError::bad_request(
+                    ApiErrorCode::InvalidCursor,
+                    "cursor is not one this API returned",
+                )
             })
         })
         .transpose()?;

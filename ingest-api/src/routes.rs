@@ -12,7 +12,7 @@ use lake::config::Permission;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::{ApiError, AppState, auth, auth::Caller, listing, status, upload};
+use crate::{ApiError, AppState, auth, auth::Caller, error::ApiErrorCode, listing, status, upload};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
@@ -34,7 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ApiErrorCode::MethodNotAllowed,
                 "method not allowed here",
             )
         })
@@ -48,7 +48,7 @@ async fn deadline(State(state): State<Arc<AppState>>, request: Request, next: Ne
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            ApiErrorCode::Timeout,
             format!(
                 "the request took longer than {:?}",
                 state.config.request_timeout
@@ -59,8 +59,12 @@ async fn deadline(State(state): State<Arc<AppState>>, request: Request, next: Ne
 }
 
 fn image_id(id: &str) -> Result<lake::ImageId, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::bad_request("invalid_id", format!("{id:?} is not an image id")))
+    id.parse().map_err(|_| {
+        ApiError::bad_request(
+            ApiErrorCode::InvalidId,
+            format!("{id:?} is not an image id"),
+        )
+    })
 }
 
 async fn get_image(

@@ -243,7 +243,7 @@ fn with_script_object(mut row: Value) -> Value {
 fn forbidden(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::FORBIDDEN,
-        "access_denied",
+        crate::ApiErrorCode::AccessDenied,
         e.to_string(),
     )
 }

@@ -19,7 +19,7 @@ use lake::{
 };
 use serde::Serialize;
 
-use crate::{ApiError, AppState, auth::Caller, status};
+use crate::{ApiError, AppState, auth::Caller, error::ApiErrorCode, status};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -52,7 +52,7 @@ pub async fn upload(
     let _slot = state.upload_slots.acquire().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ApiErrorCode::ShuttingDown,
             "the server is stopping",
         )
     })?;
@@ -88,7 +88,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match value.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(k.to_owned())),
         _ => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
+            ApiErrorCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
         )),
     }
@@ -124,7 +124,7 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError
         Ok(body) => Ok(body.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
         Err(e) => Err(ApiError::bad_request(
-            "body_read_failed",
+            ApiErrorCode::BodyReadFailed,
             format!("could not read the request body: {e}"),
         )),
     }
@@ -172,9 +172,9 @@ async fn store_parts(
     }
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+        .map_err(|e| ApiError::bad_request(ApiErrorCode::BadMultipart, e.body_text()))?;
     let malformed = |e: axum::extract::multipart::MultipartError| {
-        ApiError::bad_request("bad_multipart", e.body_text())
+        ApiError::bad_request(ApiErrorCode::BadMultipart, e.body_text())
     };
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         // Files are the parts with a file name; other form fields are ignored.
@@ -185,7 +185,7 @@ async fn store_parts(
         if index == cfg.max_files_per_request {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_files",
+                ApiErrorCode::TooManyFiles,
                 format!("at most {} files per request", cfg.max_files_per_request),
             ));
         }
@@ -213,7 +213,7 @@ async fn store_parts(
     }
     if stored.is_empty() {
         return Err(ApiError::bad_request(
-            "no_files",
+            ApiErrorCode::NoFiles,
             "the multipart body has no file parts",
         ));
     }
@@ -223,12 +223,15 @@ async fn store_parts(
 /// Empty → 400; not an image we take (by magic bytes) → 415.
 fn check_image(data: &[u8]) -> Result<ImageFormat, ApiError> {
     if data.is_empty() {
-        return Err(ApiError::bad_request("empty_body", "the upload is empty"));
+        return Err(ApiError::bad_request(
+            ApiErrorCode::EmptyBody,
+            "the upload is empty",
+        ));
     }
     let unsupported = |detail: String| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ApiErrorCode::UnsupportedMediaType,
             detail,
         )
     };
@@ -275,7 +278,7 @@ async fn accept(
     let admitted = state.admission.admit(incoming).await.map_err(|e| match e {
         AdmitError::KeyReused => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ApiErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used for a different upload",
         ),
         e => ApiError::unavailable(e),
@@ -290,7 +293,7 @@ async fn accept(
         Admitted::Again(_) => status::current(state, id).await?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
-                "erased",
+                ApiErrorCode::Erased,
                 format!("the image this Idempotency-Key stored, {id}, was erased"),
             )
         })?,
