@@ -290,6 +290,16 @@ mod tests {
         }
     }
 
+    /// Admission over `store` now, with a 7-day retention, announcing to `tx`.
+    fn admission(store: SharedStore, tx: tokio::sync::mpsc::Sender<ImageReceived>) -> Admission {
+        Admission::new(
+            store,
+            Arc::new(FixedClock::new(Utc::now())),
+            Layout::new(chrono::Duration::days(7)),
+            Arc::new(tx),
+        )
+    }
+
     fn png() -> Bytes {
         Bytes::from_static(b"\x89PNG\r\n\x1a\nnot really")
     }
@@ -317,12 +327,7 @@ mod tests {
                 fail_at,
             });
             let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-            let admission = Admission::new(
-                store.clone(),
-                Arc::new(FixedClock::new(Utc::now())),
-                Layout::new(chrono::Duration::days(7)),
-                Arc::new(tx),
-            );
+            let admission = admission(store.clone(), tx);
             let first = admission
                 .admit(incoming(Some("api:a:k1"), png(), Reuse::Refuse))
                 .await;
@@ -356,12 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let admission = Admission::new(
-            store.clone(),
-            Arc::new(FixedClock::new(Utc::now())),
-            Layout::new(chrono::Duration::days(7)),
-            Arc::new(tx),
-        );
+        let admission = admission(store.clone(), tx);
         let first = admission
             .admit(incoming(Some("kafka:t:k"), png(), Reuse::NewImage))
             .await
@@ -404,12 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let admission = Admission::new(
-            store,
-            Arc::new(FixedClock::new(Utc::now())),
-            Layout::new(chrono::Duration::days(7)),
-            Arc::new(tx),
-        );
+        let admission = admission(store, tx);
         let other = Bytes::from_static(b"\x89PNG\r\n\x1a\nother bytes");
         let a = admission
             .admit(incoming(Some("k"), png(), Reuse::Refuse))

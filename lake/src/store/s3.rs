@@ -23,11 +23,19 @@ use crate::config::S3Config;
 /// S3's limit for one DeleteObjects request.
 const DELETE_BATCH: usize = 1000;
 
-/// A 4xx status (the request itself is refused), as opposed to a server
-/// or network failure that may pass.
-fn client_error(status: Option<u16>) -> Option<u16> {
-    // 408 and 429 say "not now", not "no".
-    status.filter(|s| (400..500).contains(s) && !matches!(s, 408 | 429))
+/// A 4xx answer (the request itself is refused) is [`Capped::Refused`]; a
+/// server or network failure, or 408/429 ("not now", not "no"), may pass.
+fn refused_or_err<E: std::error::Error + 'static>(
+    op: &'static str,
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Result<Capped, StoreError> {
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(status) if (400..500).contains(&status) && !matches!(status, 408 | 429) => {
+            Ok(Capped::Refused(status))
+        }
+        _ => Err(err(op, key, e)),
+    }
 }
 
 /// What [`S3Store::get_capped`] found.
@@ -162,7 +170,6 @@ impl S3Store {
         Ok(())
     }
 
-    /// Turn on bucket versioning (tests of version-aware deletion).
     /// The object's bytes if it has at most `max` of them: its size is
     /// asked first (HEAD), then the body is read as it streams, stopping
     /// past `max` whatever the HEAD said.
@@ -180,10 +187,7 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 return Ok(Capped::Missing);
             }
-            Err(e) => match client_error(e.raw_response().map(|r| r.status().as_u16())) {
-                Some(status) => return Ok(Capped::Refused(status)),
-                None => return Err(err("head", key, e)),
-            },
+            Err(e) => return refused_or_err("head", key, e),
         };
         let size = head
             .content_length()
@@ -204,10 +208,7 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                 return Ok(Capped::Missing);
             }
-            Err(e) => match client_error(e.raw_response().map(|r| r.status().as_u16())) {
-                Some(status) => return Ok(Capped::Refused(status)),
-                None => return Err(err("get", key, e)),
-            },
+            Err(e) => return refused_or_err("get", key, e),
         };
         let mut body = out.body;
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -220,6 +221,7 @@ impl S3Store {
         Ok(Capped::Bytes(Bytes::from(bytes)))
     }
 
+    /// Turn on bucket versioning (tests of version-aware deletion).
     pub async fn enable_versioning(&self) -> Result<(), StoreError> {
         use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
         self.client
