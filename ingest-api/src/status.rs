@@ -13,8 +13,8 @@ use datafusion::arrow::{
 };
 use lake::{
     ImageId, ImageReceived, Source, layout,
-    records::{Manifest, QuarantineRecord},
     schema::{self, MetadataRow},
+    state::{ImageState, image_state},
 };
 use policies::query::QueryError;
 use serde::Serialize;
@@ -67,10 +67,6 @@ pub async fn lookup(
     id: ImageId,
 ) -> Result<ImageStatus, ApiError> {
     let now = state.clock.now();
-    let expires_at = state.layout.expires_at(id);
-    if now >= expires_at || lake::erasure::is_erased(&state.store, id).await? {
-        return Err(gone(id));
-    }
     let (status, row, reason) = read_state(state, id).await?.ok_or_else(|| gone(id))?;
     let shown = match row {
         // Before processing only a few columns are known; a filter on any
@@ -105,7 +101,7 @@ pub async fn lookup(
         id,
         status,
         received_at: id.received_at(),
-        expires_at,
+        expires_at: state.layout.expires_at(id),
         metadata: shown,
         reason,
     })
@@ -114,11 +110,6 @@ pub async fn lookup(
 /// Where the image is, for our own bookkeeping (no caller's view): `None`
 /// when it does not exist, expired or was erased.
 pub async fn current(state: &AppState, id: ImageId) -> Result<Option<Status>, ApiError> {
-    if state.clock.now() >= state.layout.expires_at(id)
-        || lake::erasure::is_erased(&state.store, id).await?
-    {
-        return Ok(None);
-    }
     Ok(read_state(state, id).await?.map(|(status, _, _)| status))
 }
 
@@ -143,39 +134,40 @@ fn filter_is_judgeable(state: &AppState, caller: &Caller) -> Result<bool, ApiErr
 type State = (Status, Option<MetadataRow>, Option<String>);
 
 /// The status, the row to filter on (the real row once processed, else
-/// what the image's event or quarantine record says), the public reason.
+/// what the image's event or quarantine record says), the public reason;
+/// `None` when the image is gone.
 async fn read_state(state: &AppState, id: ImageId) -> Result<Option<State>, ApiError> {
     let store = &state.store;
     let expires_at = state.layout.expires_at(id);
-    if let Some(bytes) = store.get(&layout::quarantine_key(id)).await? {
-        let record: QuarantineRecord =
-            serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-        let reason = format!("{}: {}", record.reason.as_str(), record.detail);
-        let row = partial_row(
-            id,
-            expires_at,
-            Status::Quarantined,
-            record.source,
-            record.source_ref,
-        );
-        return Ok(Some((Status::Quarantined, Some(row), Some(reason))));
-    }
-    if let Some(bytes) = store.get(&layout::manifest_key(id)).await? {
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-        return Ok(Some((Status::Processed, Some(manifest.row), None)));
-    }
-    if store.exists(&layout::raw_key(id)).await? {
-        let status = if state.inflight.contains(id) {
-            Status::Processing
-        } else {
-            Status::Received
-        };
-        let row = lake::index::recorded_event(store, id)
-            .await?
-            .map(|ev: ImageReceived| partial_row(id, expires_at, status, ev.source, ev.source_ref));
-        return Ok(Some((status, row, None)));
-    }
-    Ok(None)
+    let now = state.clock.now();
+    Ok(match image_state(store, &state.layout, id, now).await? {
+        ImageState::Quarantined(record) => {
+            let reason = format!("{}: {}", record.reason.as_str(), record.detail);
+            let row = partial_row(
+                id,
+                expires_at,
+                Status::Quarantined,
+                record.source,
+                record.source_ref,
+            );
+            Some((Status::Quarantined, Some(row), Some(reason)))
+        }
+        ImageState::Processed(manifest) => Some((Status::Processed, Some(manifest.row), None)),
+        ImageState::Received => {
+            let status = if state.inflight.contains(id) {
+                Status::Processing
+            } else {
+                Status::Received
+            };
+            let row = lake::index::recorded_event(store, id)
+                .await?
+                .map(|ev: ImageReceived| {
+                    partial_row(id, expires_at, status, ev.source, ev.source_ref)
+                });
+            Some((status, row, None))
+        }
+        ImageState::Erased | ImageState::Expired | ImageState::Unknown => None,
+    })
 }
 
 /// What is known of an image before its row exists, in the row's shape, so

@@ -22,7 +22,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     EmitError, EventSink, ImageId, ImageReceived, Layout, SharedClock, SharedStore, Source,
-    StoreError, erasure, index, layout, sniff::ImageFormat, store::PutOptions,
+    StoreError, erasure, index, layout,
+    sniff::ImageFormat,
+    state::{ImageState, image_state},
+    store::PutOptions,
 };
 
 /// What a source hands to admission.
@@ -142,11 +145,12 @@ impl Admission {
         }
         let id = admitted.id();
         if let Admitted::Again(id) = admitted {
-            if erasure::is_erased(&self.store, id).await? {
+            let state = image_state(&self.store, &self.layout, id, self.clock.now()).await?;
+            if matches!(state, ImageState::Erased) {
                 // Erased on request: a retry must not bring it back.
                 return Ok(admitted);
             }
-            if self.finished(id).await? {
+            if state.is_finished() {
                 // A crash may have come between raw and the content index.
                 index::record_content(&self.store, &sha256, id, &opts_for(id)).await?;
                 return Ok(admitted);
@@ -212,11 +216,6 @@ impl Admission {
                 None => Ok(None),
             },
         }
-    }
-
-    async fn finished(&self, id: ImageId) -> Result<bool, StoreError> {
-        Ok(self.store.exists(&layout::manifest_key(id)).await?
-            || self.store.exists(&layout::quarantine_key(id)).await?)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod records;
 pub mod schema;
 pub mod sniff;
+pub mod state;
 pub mod store;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};

@@ -11,6 +11,7 @@ use lake::{
     layout,
     records::{Manifest, QuarantineRecord},
     schema::MetadataRow,
+    state::ImageState,
     store::PutOptions,
 };
 use tokio::{
@@ -277,17 +278,12 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
     };
     let store = &ctx.store;
     let policy = retry_policy(ctx.retries);
-    let manifest_key = layout::manifest_key(ev.id);
-    let quarantine_key = layout::quarantine_key(ev.id);
-    let done = (|| async {
-        Ok::<_, StoreError>(
-            store.exists(&manifest_key).await?
-                || store.exists(&quarantine_key).await?
-                || erasure::is_erased(store, ev.id).await?,
-        )
-    })
-    .retry(policy)
-    .await?;
+    let state = (|| lake::state::image_state(store, &ctx.layout, ev.id, ctx.clock.now()))
+        .retry(policy)
+        .await?;
+    // Finished, erased or expired: nothing to do. (Received or unknown:
+    // the raw read below decides.)
+    let done = state.is_finished() || matches!(state, ImageState::Erased | ImageState::Expired);
     if done {
         return Ok(Outcome::Skipped);
     }
