@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod infra;
 mod kafka;
+mod load;
 mod purge;
 mod s3_lake;
 mod script;
