@@ -540,6 +540,20 @@ impl Drop for Running {
     }
 }
 
+/// `imgpipe bridge` (which creates the events topic before consuming) and
+/// one `imgpipe process` with its partitions, on the lake at `lake`.
+fn bridge_and_processor(lake: &str, env: &[(String, String)]) -> (Running, Running) {
+    let bridge = Running::start(&["bridge", "--data-dir", lake], env);
+    bridge.wait_for("bridge consuming", Duration::from_secs(30));
+    (bridge, processor(lake, env))
+}
+
+fn processor(lake: &str, env: &[(String, String)]) -> Running {
+    let process = Running::start(&["process", "--data-dir", lake], env);
+    process.wait_for("partitions assigned", Duration::from_secs(60));
+    process
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processors_share_the_event_topic_and_process_each_image_once() {
     let Some(brokers) = brokers() else { return };
@@ -550,13 +564,8 @@ async fn two_processors_share_the_event_topic_and_process_each_image_once() {
     let lake_arg = lake.to_string_lossy().into_owned();
     let env = kafka_env(&brokers, &topic, &group);
 
-    let bridge = Running::start(&["bridge", "--data-dir", &lake_arg], &env);
-    // The bridge creates the events topic (4 partitions) before consuming.
-    bridge.wait_for("bridge consuming", Duration::from_secs(30));
-    let first = Running::start(&["process", "--data-dir", &lake_arg], &env);
-    first.wait_for("partitions assigned", Duration::from_secs(60));
-    let second = Running::start(&["process", "--data-dir", &lake_arg], &env);
-    second.wait_for("partitions assigned", Duration::from_secs(60));
+    let (bridge, first) = bridge_and_processor(&lake_arg, &env);
+    let second = processor(&lake_arg, &env);
 
     // The HTTP API in distributed mode publishes to the same events topic.
     let serve = Running::start(
@@ -694,10 +703,7 @@ async fn forged_events_on_the_events_topic_are_refused() {
     let lake = dir.path().join("lake");
     let lake_arg = lake.to_string_lossy().into_owned();
     let env = kafka_env(&brokers, &topic, &group);
-    let bridge = Running::start(&["bridge", "--data-dir", &lake_arg], &env);
-    bridge.wait_for("bridge consuming", Duration::from_secs(30));
-    let process = Running::start(&["process", "--data-dir", &lake_arg], &env);
-    process.wait_for("partitions assigned", Duration::from_secs(60));
+    let (bridge, process) = bridge_and_processor(&lake_arg, &env);
 
     let img = photos(2 << 20, 1).pop().unwrap();
     let p = producer(&brokers);
