@@ -188,6 +188,18 @@ pub async fn upload(client: &reqwest::Client, app: &Imgpipe, bytes: Vec<u8>) -> 
     (status, resp.json().await.unwrap())
 }
 
+/// Upload these corpus files one by one (each must be accepted); their ids.
+pub async fn upload_corpus(client: &reqwest::Client, app: &Imgpipe, names: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in names {
+        let (status, body) =
+            upload(client, app, std::fs::read(corpus_dir().join(name)).unwrap()).await;
+        assert_eq!(status, 202, "{name}: {body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 /// `GET /v1/images/{id}` as JSON.
 pub async fn status(client: &reqwest::Client, app: &Imgpipe, id: &str) -> Value {
     let resp = client

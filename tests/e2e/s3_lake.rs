@@ -17,21 +17,16 @@ async fn pipeline_runs_on_s3() {
     let config = s3_config_file(dir.path(), &s3);
     let app = Imgpipe::start_with_args(dir.path(), &[], &["--config", config.to_str().unwrap()]);
     let client = client();
-    let mut ids = Vec::new();
-    for name in [
-        "mate_Storm.jpg",
-        "skimage_chelsea.png",
-        "webp_mate_GreenMeadow.webp",
-    ] {
-        let (status, body) = upload(
-            &client,
-            &app,
-            std::fs::read(corpus_dir().join(name)).unwrap(),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(body["id"].as_str().unwrap().to_owned());
-    }
+    let ids = upload_corpus(
+        &client,
+        &app,
+        &[
+            "mate_Storm.jpg",
+            "skimage_chelsea.png",
+            "webp_mate_GreenMeadow.webp",
+        ],
+    )
+    .await;
     for id in &ids {
         let v = wait_final(&client, &app, id, Duration::from_secs(120)).await;
         assert_eq!(v["status"], "processed", "{v}");

@@ -310,22 +310,18 @@ async fn erasure_on_a_versioned_bucket_leaves_no_version() {
     std::fs::write(&config, text).unwrap();
     let app = Imgpipe::start_with_args(dir.path(), &[], &["--config", config.to_str().unwrap()]);
     let client = client();
-    let mut ids = Vec::new();
-    for name in [
-        "skimage_camera.png",
-        "lomiri16_Dragonfly_by_Bolly.jpg",
-        "mate_Storm.jpg",
-    ] {
-        let (status, body) = upload(
-            &client,
-            &app,
-            std::fs::read(corpus_dir().join(name)).unwrap(),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        let id = body["id"].as_str().unwrap().to_owned();
-        wait_final(&client, &app, &id, Duration::from_secs(120)).await;
-        ids.push(id);
+    let ids = upload_corpus(
+        &client,
+        &app,
+        &[
+            "skimage_camera.png",
+            "lomiri16_Dragonfly_by_Bolly.jpg",
+            "mate_Storm.jpg",
+        ],
+    )
+    .await;
+    for id in &ids {
+        wait_final(&client, &app, id, Duration::from_secs(120)).await;
     }
     // The rows reach Parquet (a version holding the GPS row exists).
     let start = std::time::Instant::now();
