@@ -12,9 +12,16 @@ use lake::{Config, EventSink, Layout, SharedClock, SharedStore};
 /// touches: warn, or refuse to start under `enforce`.
 pub async fn prepare_topics(config: &Config, enforce: bool, distributed: bool) -> Result<()> {
     let k = &config.kafka;
+    topics::reach(k).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the Kafka brokers {}: {e}",
+            k.brokers.as_deref().unwrap_or_default()
+        )
+    })?;
     let admin = topics::admin(k).context("creating the Kafka admin client")?;
     topics::ensure_owned(&admin, k, config.retention.period)
         .await
+        .map_err(|e| topics::AdminError::new(&admin, e))
         .context("creating the dead-letter and event topics")?;
     let mut names = vec![k.topic.as_str(), k.dlq_topic.as_str()];
     if distributed {
@@ -22,6 +29,7 @@ pub async fn prepare_topics(config: &Config, enforce: bool, distributed: bool) -
     }
     let checked = topics::check(&admin, k, &names, config.retention.period)
         .await
+        .map_err(|e| topics::AdminError::new(&admin, e))
         .context("reading the topics' retention settings")?;
     let problems: Vec<String> = checked
         .iter()
@@ -55,6 +63,7 @@ pub async fn audit_topics(config: &Config) -> Result<Vec<retention::audit::Viola
     ];
     let checked = topics::check(&admin, k, &names, config.retention.period)
         .await
+        .map_err(|e| topics::AdminError::new(&admin, e))
         .context("reading the topics' retention settings")?;
     Ok(checked
         .into_iter()

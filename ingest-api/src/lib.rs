@@ -10,6 +10,7 @@ mod error;
 mod listing;
 mod routes;
 mod status;
+pub mod telemetry;
 mod upload;
 
 use std::{future::Future, sync::Arc};

@@ -286,8 +286,7 @@ async fn accept(
     let id = admitted.id();
     let status = match admitted {
         Admitted::New(_) => {
-            metrics::counter!("imgpipe_uploads_total").increment(1);
-            metrics::counter!("imgpipe_upload_bytes_total").increment(bytes);
+            crate::telemetry::accepted(bytes);
             status::Status::Received
         }
         Admitted::Again(_) => status::current(state, id).await?.ok_or_else(|| {

@@ -26,7 +26,8 @@ use crate::{
     dead_letter::DeadLetters,
     group::{self, Commits, GroupContext},
     intake::{Intake, Stored},
-    message::{self, DeadLetterReason, Inbound, Rejected},
+    message::{self, Inbound, Rejected},
+    telemetry,
 };
 
 /// How the bridge ended.
@@ -47,7 +48,7 @@ struct Ctx {
 
 enum Handled {
     Stored(Stored),
-    DeadLettered(DeadLetterReason),
+    DeadLettered,
 }
 
 pub struct Bridge {
@@ -132,7 +133,7 @@ impl Bridge {
                             continue;
                         }
                     };
-                    metrics::counter!("imgpipe_kafka_messages_total").increment(1);
+                    telemetry::message();
                     // A claim-check costs the largest image it may fetch.
                     let size = message::budget_bytes(msg.payload().unwrap_or_default(), cfg.max_image_bytes);
                     let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
@@ -143,7 +144,7 @@ impl Bridge {
                         }
                         // Budget spent: take nothing more until images are stored.
                         Err(_) => {
-                            metrics::counter!("imgpipe_kafka_pauses_total").increment(1);
+                            telemetry::paused();
                             waiting = Some((msg, kib));
                         }
                     }
@@ -182,18 +183,14 @@ fn finish(
     match handled {
         Handled::Stored(Stored::New(_)) => {
             report.images += 1;
-            metrics::counter!("imgpipe_kafka_images_total", "delivery" => "first").increment(1);
+            telemetry::stored(false);
         }
         Handled::Stored(Stored::Redelivered(_)) => {
             report.redelivered += 1;
-            metrics::counter!("imgpipe_kafka_images_total", "delivery" => "redelivered")
-                .increment(1);
+            telemetry::stored(true);
         }
-        Handled::DeadLettered(reason) => {
-            report.dead_letters += 1;
-            metrics::counter!("imgpipe_kafka_dead_letters_total", "reason" => reason.as_str())
-                .increment(1);
-        }
+        // Counted (and logged) by reason when it was dead-lettered.
+        Handled::DeadLettered => report.dead_letters += 1,
     }
     commits.finished(msg.topic(), msg.partition(), msg.offset());
 }
@@ -217,12 +214,12 @@ async fn handle(
             Handled::Stored(stored)
         }
         Err(rejected) => {
-            tracing::info!(%position, %rejected, "dead-lettering message");
+            telemetry::dead_letter(&position, rejected.reason.as_str(), &rejected.detail);
             until_ok("dead-lettering", &position, || {
                 ctx.dead_letters.send(&msg, &rejected)
             })
             .await;
-            Handled::DeadLettered(rejected.reason)
+            Handled::DeadLettered
         }
     };
     (msg, handled)

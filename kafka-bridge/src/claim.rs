@@ -59,6 +59,8 @@ impl ClaimChecks {
                 region: "us-east-1".into(),
                 force_path_style: true,
                 timeout: kafka.timeout,
+                sse: None,
+                sse_kms_key_id: None,
             },
         };
         Self {
@@ -158,6 +160,8 @@ mod tests {
             region: "us-east-1".into(),
             force_path_style: true,
             timeout: std::time::Duration::from_secs(1),
+            sse: None,
+            sse_kms_key_id: None,
         };
         let claims = ClaimChecks::new(Some(&lake), &kafka);
         assert!(claims.allowed("uploads", "a/b.jpg"));

@@ -102,16 +102,14 @@ impl EventConsumer {
                         }
                         // Whoever can write this topic can forge: refused, logged.
                         Some(Err(forged)) => {
-                            metrics::counter!("imgpipe_kafka_bad_events_total").increment(1);
-                            tracing::error!(%topic, partition, offset, error = %forged, "forged ImageReceived event refused");
+                            crate::telemetry::bad_event(&topic, partition, offset, Some(&forged));
                             commits.started(&topic, partition, offset);
                             commits.finished(&topic, partition, offset);
                         }
                         // Only imgpipe writes this topic: a bad event is a bug
                         // elsewhere, logged and passed over.
                         None => {
-                            metrics::counter!("imgpipe_kafka_bad_events_total").increment(1);
-                            tracing::error!(%topic, partition, offset, "unreadable ImageReceived event skipped");
+                            crate::telemetry::bad_event(&topic, partition, offset, None);
                             commits.started(&topic, partition, offset);
                             commits.finished(&topic, partition, offset);
                         }

@@ -109,14 +109,7 @@ pub struct GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        crate::client::log(level, fac, log_message);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -124,9 +117,7 @@ impl ClientContext for GroupContext {
             for (partition, p) in &t.partitions {
                 // -1 is "unknown" (not assigned to us, or not fetched yet).
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!("imgpipe_kafka_consumer_lag",
-                        "group" => self.name, "topic" => topic.clone(), "partition" => partition.to_string())
-                    .set(p.consumer_lag as f64);
+                    crate::telemetry::consumer_lag(self.name, topic, *partition, p.consumer_lag);
                 }
             }
         }

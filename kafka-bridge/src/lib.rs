@@ -19,6 +19,7 @@ mod group;
 mod intake;
 pub mod message;
 mod offsets;
+pub mod telemetry;
 pub mod topics;
 
 pub use bridge::{Bridge, BridgeReport};

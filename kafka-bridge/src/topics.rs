@@ -6,12 +6,13 @@
 //! creates (DLQ, events) get settings that do; the source topic is the
 //! customer's, so it is checked and reported.
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use lake::config::KafkaConfig;
 use rdkafka::{
+    ClientContext,
     admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
-    client::DefaultClientContext,
+    config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
 };
 use serde::Serialize;
@@ -21,10 +22,85 @@ const KAFKA_DEFAULT_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How late the broker's retention check may run (`log.retention.check.interval.ms`).
 const CHECK_SLACK_MS: i64 = 5 * 60 * 1000;
 
-pub type Admin = AdminClient<DefaultClientContext>;
+pub type Admin = AdminClient<AdminContext>;
 
 pub fn admin(cfg: &KafkaConfig) -> Result<Admin, KafkaError> {
-    crate::client::base(cfg).create()
+    crate::client::base(cfg).create_with_context(AdminContext::default())
+}
+
+/// Remembers the brokers' last complaint, because an admin call that
+/// cannot authenticate or verify the certificate only ever times out.
+#[derive(Debug, Default)]
+pub struct AdminContext {
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for AdminContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::client::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.to_owned());
+        }
+    }
+}
+
+/// Can we reach and authenticate to the brokers? Asked once at start,
+/// with a client whose log and error events are read, so a wrong
+/// password or an untrusted certificate is named rather than timing out.
+pub async fn reach(cfg: &KafkaConfig) -> Result<(), String> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let producer: BaseProducer<AdminContext> = crate::client::base(cfg)
+        .create_with_context(AdminContext::default())
+        .map_err(|e| e.to_string())?;
+    let timeout = cfg.timeout;
+    tokio::task::spawn_blocking(move || {
+        let fetched = producer.client().fetch_metadata(None, timeout);
+        let Err(e) = fetched else { return Ok(()) };
+        // Errors and log lines wait in the main queue until polled.
+        producer.poll(Duration::from_millis(100));
+        let said = producer
+            .context()
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|l| l.clone());
+        Err(match said {
+            Some(said) => format!("{e} (the brokers said: {said})"),
+            None => e.to_string(),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+impl rdkafka::producer::ProducerContext for AdminContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// An admin call's failure, with what the brokers last said.
+#[derive(Debug, thiserror::Error)]
+#[error("{kafka}{}", .broker.as_deref().map(|b| format!(" (the brokers said: {b})")).unwrap_or_default())]
+pub struct AdminError {
+    kafka: KafkaError,
+    broker: Option<String>,
+}
+
+impl AdminError {
+    pub fn new(admin: &Admin, kafka: KafkaError) -> Self {
+        let broker = admin
+            .inner()
+            .context()
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|last| last.clone());
+        Self { kafka, broker }
+    }
 }
 
 fn options(cfg: &KafkaConfig) -> AdminOptions {

@@ -11,7 +11,23 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 /// `IMGPIPE_KAFKA_<KEY>` short forms (`IMGPIPE_KAFKA_BROKERS`, …).
-const KAFKA_ENV_KEYS: &[&str] = &["brokers", "topic", "group", "dlq_topic", "events_topic"];
+const KAFKA_ENV_KEYS: &[&str] = &[
+    "brokers",
+    "topic",
+    "group",
+    "dlq_topic",
+    "events_topic",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_ca_location",
+];
+
+/// The whole config file's text, for platforms that pass configuration
+/// only through the environment (ECS task definitions): read like the
+/// file, before the `IMGPIPE_<SECTION>__<KEY>` overrides.
+pub const CONFIG_TOML_ENV: &str = "IMGPIPE_CONFIG_TOML";
 
 const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -23,6 +39,28 @@ pub struct Config {
     pub processor: ProcessorConfig,
     pub retention: RetentionConfig,
     pub kafka: KafkaConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// The telemetry listener of the modes without an HTTP API of their own
+/// (`bridge`, `process`, `sweep`), and an extra one for `up`/`serve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where `/metrics` and `/healthz` answer, unauthenticated: bind it to
+    /// a private address. Unset: no listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// A value kept out of `Debug` output and logs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +98,22 @@ pub struct S3Config {
     /// Per-request timeout for every S3 call.
     #[serde(default = "default_s3_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Server-side encryption asked for on every write: `aws:kms` (with
+    /// `sse_kms_key_id`, what the deployed bucket policy requires) or
+    /// `AES256`. Unset: the bucket's default.
+    #[serde(default)]
+    pub sse: Option<ServerSideEncryption>,
+    /// The KMS key (id or ARN) for `sse = "aws:kms"`.
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerSideEncryption {
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+    #[serde(rename = "AES256")]
+    Aes256,
 }
 
 fn default_region() -> String {
@@ -378,7 +432,51 @@ pub struct KafkaConfig {
     pub claim_check_allow: Vec<String>,
     /// Refuse to start when a topic keeps messages longer than retention.
     pub enforce_retention: bool,
+    /// How to reach the brokers (librdkafka's `security.protocol`).
+    pub security_protocol: KafkaSecurity,
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`, for the `sasl_*` protocols.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// Best from the environment (`IMGPIPE_KAFKA_SASL_PASSWORD`), so no
+    /// file holds it.
+    pub sasl_password: Option<Secret>,
+    /// PEM bundle of the CA that signed the brokers' certificates; unset
+    /// means the system's CAs.
+    pub ssl_ca_location: Option<PathBuf>,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// The SASL mechanisms librdkafka is built for here (GSSAPI is not).
+pub const SASL_MECHANISMS: [&str; 3] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -398,6 +496,11 @@ impl Default for KafkaConfig {
             claim_check_endpoint: None,
             claim_check_allow: Vec::new(),
             enforce_retention: false,
+            security_protocol: KafkaSecurity::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
         }
     }
 }
@@ -425,6 +528,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut builder =
             config::Config::builder().add_source(config::Config::try_from(&Config::default())?);
         if let Some(path) = file {
@@ -434,6 +538,9 @@ impl Config {
                 source: config::ConfigError::Foreign(Box::new(e)),
             })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        if let Some((_, text)) = env.iter().find(|(k, _)| k == CONFIG_TOML_ENV) {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
         }
         // Only IMGPIPE_<SECTION>__<KEY>, plus the Kafka client convention
         // IMGPIPE_KAFKA_<KEY>: other IMGPIPE_* variables (test fixtures,
@@ -583,6 +690,35 @@ impl Config {
                         .into(),
                 );
             }
+            if k.security_protocol.uses_sasl() {
+                match k.sasl_mechanism.as_deref() {
+                    Some(m) if SASL_MECHANISMS.contains(&m) => {}
+                    other => {
+                        return bad(format!(
+                            "kafka.sasl_mechanism must be one of {} with security_protocol = \"{}\", got {other:?}",
+                            SASL_MECHANISMS.join(", "),
+                            k.security_protocol.as_str()
+                        ));
+                    }
+                }
+                if k.sasl_username.as_deref().is_none_or(str::is_empty)
+                    || k.sasl_password.as_ref().is_none_or(|p| p.0.is_empty())
+                {
+                    return bad(
+                        "kafka.sasl_username and kafka.sasl_password (IMGPIPE_KAFKA_SASL_PASSWORD) are needed for SASL".into(),
+                    );
+                }
+            } else if k.sasl_mechanism.is_some() || k.sasl_username.is_some() {
+                return bad(format!(
+                    "kafka.sasl_* is set but security_protocol = \"{}\" does not use SASL (sasl_ssl?)",
+                    k.security_protocol.as_str()
+                ));
+            }
+            if k.ssl_ca_location.is_some() && !k.security_protocol.uses_tls() {
+                return bad(
+                    "kafka.ssl_ca_location is set but security_protocol uses no TLS".into(),
+                );
+            }
         }
         if let Some(s3) = &self.lake.s3 {
             if s3.bucket.is_empty() {
@@ -592,6 +728,16 @@ impl Config {
                 return bad(
                     "lake.s3.prefix must be empty or end with '/' (and not start with one)".into(),
                 );
+            }
+            match (s3.sse, &s3.sse_kms_key_id) {
+                (Some(ServerSideEncryption::AwsKms), Some(key)) if !key.is_empty() => {}
+                (Some(ServerSideEncryption::AwsKms), _) => {
+                    return bad("lake.s3.sse = \"aws:kms\" needs lake.s3.sse_kms_key_id".into());
+                }
+                (_, Some(_)) => {
+                    return bad("lake.s3.sse_kms_key_id needs lake.s3.sse = \"aws:kms\"".into());
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -661,6 +807,78 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.api.listen.port(), 9000);
         assert_eq!(cfg.api.max_upload_bytes, 2000);
+    }
+
+    #[test]
+    fn sasl_settings_come_from_env_and_are_checked() {
+        let base = [
+            ("IMGPIPE_KAFKA_BROKERS", "b1:9096"),
+            ("IMGPIPE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("IMGPIPE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("IMGPIPE_KAFKA_SASL_USERNAME", "imgpipe"),
+        ];
+        let mut pairs = base.to_vec();
+        pairs.push(("IMGPIPE_KAFKA_SASL_PASSWORD", "s3cret-pw"));
+        let cfg = Config::load_with_env(None, env(&pairs)).unwrap();
+        assert_eq!(cfg.kafka.security_protocol, KafkaSecurity::SaslSsl);
+        assert_eq!(cfg.kafka.sasl_password, Some(Secret("s3cret-pw".into())));
+        // The password never reaches Debug output (and so no log line).
+        assert!(!format!("{cfg:?}").contains("s3cret-pw"));
+        let e = Config::load_with_env(None, env(&base)).unwrap_err();
+        assert!(e.to_string().contains("sasl_password"), "{e}");
+        let mut gssapi = pairs.clone();
+        gssapi[2] = ("IMGPIPE_KAFKA_SASL_MECHANISM", "GSSAPI");
+        let e = Config::load_with_env(None, env(&gssapi)).unwrap_err();
+        assert!(e.to_string().contains("sasl_mechanism"), "{e}");
+        let mut plain = pairs.clone();
+        plain[1] = ("IMGPIPE_KAFKA_SECURITY_PROTOCOL", "ssl");
+        let e = Config::load_with_env(None, env(&plain)).unwrap_err();
+        assert!(e.to_string().contains("does not use SASL"), "{e}");
+    }
+
+    #[test]
+    fn config_toml_env_is_read_like_the_file_and_env_overrides_it() {
+        let text = "[lake.s3]\nbucket = \"lake\"\nsse = \"aws:kms\"\nsse_kms_key_id = \"arn:aws:kms:eu-west-1:1:key/k\"\n[telemetry]\nlisten = \"0.0.0.0:9464\"\n";
+        let cfg = Config::load_with_env(
+            None,
+            env(&[
+                (CONFIG_TOML_ENV, text),
+                ("IMGPIPE_LAKE__S3__PREFIX", "imgpipe/"),
+            ]),
+        )
+        .unwrap();
+        let s3 = cfg.lake.s3.unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("lake", "imgpipe/")
+        );
+        assert_eq!(s3.sse, Some(ServerSideEncryption::AwsKms));
+        assert_eq!(cfg.telemetry.listen, Some("0.0.0.0:9464".parse().unwrap()));
+        let e = Config::load_with_env(
+            None,
+            env(&[(
+                CONFIG_TOML_ENV,
+                "[lake.s3]\nbucket = \"lake\"\nsse = \"aws:kms\"\n",
+            )]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sse_kms_key_id"), "{e}");
+    }
+
+    #[test]
+    fn an_s3_lake_can_come_from_env_alone() {
+        let cfg = Config::load_with_env(
+            None,
+            env(&[
+                ("IMGPIPE_LAKE__S3__BUCKET", "lake"),
+                ("IMGPIPE_LAKE__S3__SSE", "aws:kms"),
+                ("IMGPIPE_LAKE__S3__SSE_KMS_KEY_ID", "alias/imgpipe"),
+            ]),
+        )
+        .unwrap();
+        let s3 = cfg.lake.s3.unwrap();
+        assert_eq!(s3.bucket, "lake");
+        assert_eq!(s3.sse_kms_key_id.as_deref(), Some("alias/imgpipe"));
     }
 
     #[test]

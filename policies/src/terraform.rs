@@ -1,7 +1,9 @@
 //! The policy as Terraform JSON for the AWS provider's Lake Formation
 //! resources, for `infra/` to include as is. The Glue database, table and
 //! catalog id come in as variables (`var.glue_database`, `var.glue_table`,
-//! `var.catalog_id`).
+//! `var.catalog_id`), and so do the principals' ARNs
+//! (`var.principal_arns["<principal>"]`): each deployment's roles live in
+//! its own account, never the example account of the policy file.
 
 use serde_json::{Map, Value, json};
 
@@ -41,13 +43,14 @@ pub fn render(policy: &Policy) -> Value {
     let mut filters = Map::new();
     for (principal, p) in &policy.principals {
         let id = name(principal);
+        let arn = format!("${{var.principal_arns[\"{principal}\"]}}");
         match &p.row_filter {
             None => {
                 permissions.insert(
                     id,
                     json!({
                         "catalog_id": "${var.catalog_id}",
-                        "principal": p.arn,
+                        "principal": arn,
                         "permissions": ["SELECT", "DESCRIBE"],
                         "lf_tag_policy": [{
                             "resource_type": "TABLE",
@@ -77,7 +80,7 @@ pub fn render(policy: &Policy) -> Value {
                     id.clone(),
                     json!({
                         "catalog_id": "${var.catalog_id}",
-                        "principal": p.arn,
+                        "principal": arn,
                         "permissions": ["SELECT", "DESCRIBE"],
                         "data_cells_filter": [{
                             "database_name": "${var.glue_database}",

@@ -25,6 +25,7 @@ use crate::{
     reconcile,
     script::{ScriptInput, ScriptOutcome, ScriptRunner},
     sink::MetadataSink,
+    telemetry,
 };
 
 #[derive(Debug)]
@@ -249,17 +250,12 @@ async fn process_one(
         let _ = finished.send(id);
     }
     match result {
-        Ok(Outcome::Processed) => metrics::counter!("imgpipe_images_processed_total").increment(1),
-        Ok(Outcome::Quarantined) => {
-            metrics::counter!("imgpipe_images_quarantined_total").increment(1)
-        }
-        Ok(Outcome::Skipped | Outcome::InFlight) => {}
-        Err(e) => {
-            // Storage kept failing: the raw object stays, and the next
-            // start's reconciliation takes it up again.
-            metrics::counter!("imgpipe_images_unfinished_total").increment(1);
-            tracing::error!(%id, error = %e, "image left unfinished after retries");
-        }
+        Ok(Outcome::Processed) => telemetry::processed(),
+        // Counted (and logged) where the record is written.
+        Ok(Outcome::Quarantined | Outcome::Skipped | Outcome::InFlight) => {}
+        // Storage kept failing: the raw object stays, and the next start's
+        // reconciliation takes it up again.
+        Err(e) => telemetry::unfinished(id, &e),
     }
 }
 
@@ -474,7 +470,7 @@ async fn quarantine(
     ev: &ImageReceived,
     problem: ProcessError,
 ) -> Result<(), StoreError> {
-    tracing::info!(id = %ev.id, reason = problem.reason.as_str(), detail = %problem.detail, "quarantined");
+    telemetry::quarantined(ev.id, problem.reason.as_str(), &problem.detail);
     let record = QuarantineRecord {
         id: ev.id,
         reason: problem.reason,

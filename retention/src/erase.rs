@@ -99,6 +99,6 @@ pub async fn erase(
         rows,
     };
     tracing::info!(%id, objects = report.objects, rows = report.rows, "erased");
-    metrics::counter!("imgpipe_erasures_total").increment(1);
+    crate::telemetry::erased();
     Ok(Some(report))
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod erase;
 pub mod lifecycle;
 pub mod scratch;
+pub mod telemetry;
 pub mod verify;
 
 use std::{fmt, future::Future, time::Duration};
@@ -129,12 +130,10 @@ impl Sweeper {
                 .await
                 .unwrap_or(0) as u64;
         }
-        metrics::counter!("imgpipe_sweep_objects_purged_total").increment(report.purged);
-        metrics::counter!("imgpipe_sweep_bytes_purged_total").increment(report.bytes_purged);
         let oldest_age = report
             .oldest_kept
             .map_or(0.0, |t| (now - t).num_milliseconds() as f64 / 1000.0);
-        metrics::gauge!("imgpipe_lake_oldest_object_age_seconds").set(oldest_age);
+        telemetry::swept(report.purged, report.bytes_purged, oldest_age);
         if !report.foreign.is_empty() {
             tracing::warn!(keys = ?report.foreign, "objects that are not lake keys: their expiry is unknown");
         }
@@ -157,7 +156,7 @@ impl Sweeper {
                 () = &mut shutdown => return,
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep_once().await {
-                        tracing::error!(error = %e, "sweep failed; retrying next interval");
+                        telemetry::sweep_failed(&e);
                     }
                 }
             }

@@ -291,6 +291,8 @@ pub async fn s3_lake(
         region: "us-east-1".into(),
         force_path_style: true,
         timeout: Duration::from_secs(30),
+        sse: None,
+        sse_kms_key_id: None,
     };
     let store = lake::store::S3Store::connect(&config).await.unwrap();
     store.create_bucket_if_missing().await.unwrap();

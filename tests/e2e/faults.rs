@@ -136,6 +136,8 @@ async fn the_s3_server_going_away_loses_and_doubles_nothing() {
         region: "us-east-1".into(),
         force_path_style: true,
         timeout: Duration::from_secs(10),
+        sse: None,
+        sse_kms_key_id: None,
     };
     lake::store::S3Store::connect(&s3)
         .await

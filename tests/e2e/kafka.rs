@@ -27,6 +27,9 @@ use lake::Store;
 
 use crate::common::{self, Imgpipe};
 
+mod secure;
+mod telemetry;
+
 /// The local broker from `.ci/run`; `None` skips (fails under CI).
 fn brokers() -> Option<String> {
     match std::env::var("IMGPIPE_TEST_KAFKA") {
@@ -71,20 +74,29 @@ fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap()
-}
-
 /// The customer's topic, with retention that fits the period (or not).
 async fn create_topic(brokers: &str, topic: &str, partitions: i32, retention_ms: Option<&str>) {
+    create_topic_with(
+        ClientConfig::new().set("bootstrap.servers", brokers),
+        topic,
+        partitions,
+        retention_ms,
+    )
+    .await
+}
+
+async fn create_topic_with(
+    client: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    retention_ms: Option<&str>,
+) {
     let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     if let Some(ms) = retention_ms {
         t = t.set("retention.ms", ms).set("segment.ms", "3600000");
     }
-    let results = admin(brokers)
+    let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
+    let results = admin
         .create_topics([&t], &AdminOptions::new())
         .await
         .unwrap();

@@ -235,3 +235,68 @@ async fn lifecycle_rules_expire_objects_on_seaweedfs() {
         "the lifecycle run removed a fresh object"
     );
 }
+
+/// Every write asks for the configured server-side encryption, so a bucket
+/// policy that denies unencrypted puts (the deployed one) never denies ours.
+/// SeaweedFS does SSE-S3 (`AES256`) itself and reports it back; it has no
+/// KMS here, so an `aws:kms` put is refused — which shows the header
+/// reached it, since the same put without it is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_ask_for_server_side_encryption() {
+    let Some((plain, s3)) = s3_lake("sse", "").await else {
+        return;
+    };
+    let with = |sse, key_id: Option<&str>| lake::config::S3Config {
+        sse: Some(sse),
+        sse_kms_key_id: key_id.map(str::to_owned),
+        ..s3.clone()
+    };
+    let key = || lake::layout::raw_key(lake::ImageId::new(chrono::Utc::now()));
+    let body = || bytes::Bytes::from_static(b"x");
+
+    let sse_s3 =
+        lake::store::S3Store::connect(&with(lake::config::ServerSideEncryption::Aes256, None))
+            .await
+            .unwrap();
+    let k = key();
+    sse_s3.put(&k, body(), &Default::default()).await.unwrap();
+    let head = plain
+        .client()
+        .head_object()
+        .bucket(&s3.bucket)
+        .key(&k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("AES256")
+    );
+    let k = key();
+    plain.put(&k, body(), &Default::default()).await.unwrap();
+    let head = plain
+        .client()
+        .head_object()
+        .bucket(&s3.bucket)
+        .key(&k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        None,
+        "unencrypted unless asked"
+    );
+
+    let kms = lake::store::S3Store::connect(&with(
+        lake::config::ServerSideEncryption::AwsKms,
+        Some("imgpipe-lake"),
+    ))
+    .await
+    .unwrap();
+    let refused = kms.put(&key(), body(), &Default::default()).await;
+    assert!(
+        refused.is_err(),
+        "no KMS here: the aws:kms header must have been refused"
+    );
+}

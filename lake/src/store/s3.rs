@@ -54,6 +54,9 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
+    /// Asked for on every write, so a bucket policy that refuses
+    /// unencrypted puts never refuses ours.
+    sse: Option<(aws_sdk_s3::types::ServerSideEncryption, Option<String>)>,
 }
 
 fn err(op: &'static str, key: &str, e: impl std::error::Error) -> StoreError {
@@ -81,6 +84,14 @@ impl S3Store {
             client: Client::from_conf(s3.build()),
             bucket: cfg.bucket.clone(),
             prefix: cfg.prefix.clone(),
+            sse: cfg.sse.map(|sse| {
+                use crate::config::ServerSideEncryption as Sse;
+                let kind = match sse {
+                    Sse::AwsKms => aws_sdk_s3::types::ServerSideEncryption::AwsKms,
+                    Sse::Aes256 => aws_sdk_s3::types::ServerSideEncryption::Aes256,
+                };
+                (kind, cfg.sse_kms_key_id.clone())
+            }),
         })
     }
 
@@ -259,6 +270,8 @@ impl Store for S3Store {
             .body(ByteStream::from(data))
             .set_content_type(opts.content_type.clone())
             .set_metadata((!metadata.is_empty()).then_some(metadata))
+            .set_server_side_encryption(self.sse.as_ref().map(|(kind, _)| kind.clone()))
+            .set_ssekms_key_id(self.sse.as_ref().and_then(|(_, key)| key.clone()))
             .send()
             .await
             .map_err(|e| err("put", key, e))?;

@@ -1,0 +1,38 @@
+//! What retention reports: its metric names and help text, and the log
+//! events alarms match on (`event = "sweep_failed"`). Declared here and
+//! nowhere else.
+
+pub const SWEEP_OBJECTS_PURGED: &str = "imgpipe_sweep_objects_purged_total";
+pub const SWEEP_BYTES_PURGED: &str = "imgpipe_sweep_bytes_purged_total";
+pub const SWEEP_FAILURES: &str = "imgpipe_sweep_failures_total";
+pub const OLDEST_OBJECT_AGE: &str = "imgpipe_lake_oldest_object_age_seconds";
+pub const ERASURES: &str = "imgpipe_erasures_total";
+
+pub fn describe() {
+    metrics::describe_counter!(
+        SWEEP_OBJECTS_PURGED,
+        "Objects (and versions) the sweeper purged"
+    );
+    metrics::describe_counter!(SWEEP_BYTES_PURGED, "Bytes the sweeper purged");
+    metrics::describe_counter!(SWEEP_FAILURES, "Sweep passes that failed");
+    metrics::describe_gauge!(
+        OLDEST_OBJECT_AGE,
+        "Age of the oldest object the last sweep kept, in seconds"
+    );
+    metrics::describe_counter!(ERASURES, "Images erased on request");
+}
+
+pub fn swept(objects: u64, bytes: u64, oldest_kept_age_seconds: f64) {
+    metrics::counter!(SWEEP_OBJECTS_PURGED).increment(objects);
+    metrics::counter!(SWEEP_BYTES_PURGED).increment(bytes);
+    metrics::gauge!(OLDEST_OBJECT_AGE).set(oldest_kept_age_seconds);
+}
+
+pub fn sweep_failed(error: &dyn std::fmt::Display) {
+    tracing::error!(event = "sweep_failed", %error, "sweep failed; retrying next interval");
+    metrics::counter!(SWEEP_FAILURES).increment(1);
+}
+
+pub fn erased() {
+    metrics::counter!(ERASURES).increment(1);
+}

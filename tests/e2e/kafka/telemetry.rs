@@ -1,0 +1,117 @@
+//! Every long-running mode answers `/metrics` and `/healthz` on its
+//! telemetry listener (`[telemetry] listen`), and `--log-format json`
+//! writes one JSON object per line carrying the typed events alarms
+//! match on (`event = "dead_letter"`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Running, brokers, create_topic, kafka_env, names, photos, produce, producer};
+use crate::common;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/metrics` of the listener at `port`, polled until it shows `needle`.
+async fn metrics_showing(port: u16, needle: &str) -> String {
+    let client = common::client();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            let text = r.text().await.unwrap();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {needle} at :{port}/metrics: {text}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn healthy(port: u16) {
+    let r = common::client()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, serde_json::json!({ "status": "ok" }));
+}
+
+fn with(env: &[(String, String)], port: u16) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    env.push((
+        "IMGPIPE_TELEMETRY__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_process_and_sweep_answer_metrics_and_log_json() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("telemetry");
+    create_topic(&brokers, &topic, 1, Some(super::SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().to_str().unwrap().to_owned();
+    let env = kafka_env(&brokers, &topic, &group);
+    let (bridge_port, process_port, sweep_port) = (free_port(), free_port(), free_port());
+
+    let bridge = Running::start(
+        &["bridge", "--data-dir", &lake, "--log-format", "json"],
+        &with(&env, bridge_port),
+    );
+    bridge.wait_for("bridge consuming", Duration::from_secs(30));
+    let process = Running::start(&["process", "--data-dir", &lake], &with(&env, process_port));
+    process.wait_for("partitions assigned", Duration::from_secs(60));
+    let sweep = Running::start(&["sweep", "--data-dir", &lake], &with(&env, sweep_port));
+
+    let p = producer(&brokers);
+    produce(&p, &topic, Some("photo"), &photos(4 << 20, 1)[0].bytes).await;
+    produce(&p, &topic, Some("text"), b"hello, not an image").await;
+
+    let bridge_metrics = metrics_showing(bridge_port, "imgpipe_kafka_dead_letters_total").await;
+    assert!(
+        bridge_metrics.contains("# HELP imgpipe_kafka_messages_total"),
+        "{bridge_metrics}"
+    );
+    metrics_showing(process_port, "imgpipe_images_processed_total 1").await;
+    metrics_showing(sweep_port, "imgpipe_sweep_objects_purged_total").await;
+    for port in [bridge_port, process_port, sweep_port] {
+        healthy(port).await;
+    }
+
+    let lines = bridge.stop();
+    process.stop();
+    sweep.stop();
+    // Every log line of the bridge is JSON; the dead letter is a typed event.
+    let logs: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(logs.len() > 2, "{lines:?}");
+    let dead_letter = logs
+        .iter()
+        .find(|l| l["fields"]["event"] == "dead_letter")
+        .unwrap_or_else(|| panic!("no dead_letter event: {lines:?}"));
+    assert_eq!(dead_letter["level"], "WARN");
+    assert_eq!(
+        dead_letter["fields"]["reason"], "not_an_image",
+        "{dead_letter}"
+    );
+}
