@@ -101,28 +101,18 @@ pub async fn run_bridge(
     Ok(bridge.run(shutdown).await)
 }
 
-/// `imgpipe process`: a processor fed by the events topic, until `shutdown`.
+/// `imgpipe process`: a processor fed by the events topic, until
+/// `shutdown`. Returns how many events it took.
 pub async fn run_processor(
     config: &Config,
     store: SharedStore,
     clock: SharedClock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<u64> {
-    let consumer =
-        kafka_bridge::EventConsumer::new(&config.kafka).context("starting the Kafka consumer")?;
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(config.processor.queue_capacity);
-    let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = kafka_bridge::EventConsumer::new(&config.kafka, config.processor.queue_capacity)
+        .context("starting the Kafka consumer")?;
     let processor =
         processor::Processor::new(config, store, clock, lake::inflight::InFlight::default())
-            .context("starting the processor pool")?
-            .sharing_the_lake(config, finished_tx);
-    // Nothing is requeued from a lake scan in distributed mode (the topic
-    // is the queue), and the processor stops once the consumer drops the
-    // last sender of events: after it finished what it was handed.
-    let (no_requeue, _) = tokio::sync::mpsc::channel(1);
-    let processing =
-        tokio::spawn(processor.run(events_rx, no_requeue, std::future::pending::<()>()));
-    let handed = consumer.run(events_tx, finished_rx, shutdown).await;
-    processing.await.context("processor task")?;
-    Ok(handed)
+            .context("starting the processor pool")?;
+    Ok(processor.run(events, shutdown).await)
 }

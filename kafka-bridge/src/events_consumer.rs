@@ -1,24 +1,26 @@
-//! Distributed processing: `imgpipe process` consumes the events topic as
-//! a consumer group and feeds the processor; an event's offset is committed
-//! only once its image's outcome is durable, so a crash or a rebalance
-//! redelivers it, and the processor skips images already finished.
+//! Distributed processing's event source: the events topic, read as a
+//! consumer group. Each event's offset is committed only once its image's
+//! outcome is durable (its delivery is done), offset by offset, so a crash
+//! or a rebalance redelivers exactly what was not finished, and the
+//! processor skips images already finished.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use lake::{ImageId, ImageReceived, config::KafkaConfig};
+use async_trait::async_trait;
+use lake::{Delivery, EventSource, ImageReceived, config::KafkaConfig};
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, StreamConsumer},
     error::KafkaError,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::group::{self, Commits, GroupContext};
 
 pub struct EventConsumer {
-    consumer: StreamConsumer<GroupContext>,
-    commits: Arc<Commits>,
-    commit_interval: Duration,
+    deliveries: mpsc::Receiver<Delivery>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for EventConsumer {
@@ -28,8 +30,10 @@ impl std::fmt::Debug for EventConsumer {
 }
 
 impl EventConsumer {
-    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        // Events are small; 16 MiB of prefetch is plenty.
+    /// Join the processors' group; at most `queue` events wait, taken from
+    /// the topic but not yet by the processor.
+    pub fn new(cfg: &KafkaConfig, queue: usize) -> Result<Self, KafkaError> {
+        // Events are small; 64 MiB of prefetch is plenty.
         let (consumer, commits) = group::join(
             cfg,
             "process",
@@ -37,93 +41,98 @@ impl EventConsumer {
             &cfg.events_topic,
             64 << 20,
         )?;
+        let (tx, deliveries) = mpsc::channel(queue.max(1));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(consume(consumer, commits, cfg.commit_interval, tx, stopped));
         Ok(Self {
-            consumer,
-            commits,
-            commit_interval: cfg.commit_interval,
+            deliveries,
+            stop: Some(stop),
+            task: Some(task),
         })
     }
+}
 
-    /// Feed `events` (the processor's queue, bounded) until `shutdown`;
-    /// `finished` reports the ids whose outcome is durable. Returns how many
-    /// events were handed to the processor.
-    pub async fn run(
-        self,
-        events: mpsc::Sender<ImageReceived>,
-        mut finished: mpsc::UnboundedReceiver<ImageId>,
-        shutdown: impl Future<Output = ()>,
-    ) -> u64 {
-        let Self {
-            consumer,
-            commits,
-            commit_interval,
-        } = self;
-        // Offsets waiting for each id's outcome.
-        let mut waiting: HashMap<ImageId, Vec<(String, i32, i64)>> = HashMap::new();
-        let mut handed = 0u64;
-        let mut tick = tokio::time::interval(commit_interval);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                Some(id) = finished.recv() => {
-                    for (topic, partition, offset) in waiting.remove(&id).unwrap_or_default() {
+#[async_trait]
+impl EventSource for EventConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await
+    }
+
+    /// Other members of the group write the same lake.
+    fn has_peers(&self) -> bool {
+        true
+    }
+
+    /// Commit what is finished, and leave the group; events handed out but
+    /// not done come back to whoever gets their partitions.
+    async fn close(&mut self) {
+        self.deliveries.close();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Read the topic into `deliveries` (taking a message only when there is
+/// room for it) until `stopped`, committing finished offsets as it goes.
+async fn consume(
+    consumer: StreamConsumer<GroupContext>,
+    commits: Arc<Commits>,
+    commit_interval: Duration,
+    deliveries: mpsc::Sender<Delivery>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(commit_interval);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            _ = tick.tick() => commits.commit(&consumer, CommitMode::Async),
+            permit = deliveries.reserve() => {
+                let Ok(permit) = permit else { break };
+                let msg = tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    m = consumer.recv() => m,
+                };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consuming events");
+                        continue;
+                    }
+                };
+                let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+                commits.started(&topic, partition, offset);
+                let event = msg
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<ImageReceived>(p).ok())
+                    .map(|ev| ev.checked(chrono::Utc::now()));
+                match event {
+                    Some(Ok(event)) => {
+                        let commits = commits.clone();
+                        permit.send(Delivery::new(event, move || {
+                            commits.finished(&topic, partition, offset);
+                        }));
+                    }
+                    // Whoever can write this topic can forge: refused, logged.
+                    Some(Err(forged)) => {
+                        crate::telemetry::bad_event(&topic, partition, offset, Some(&forged));
+                        commits.finished(&topic, partition, offset);
+                    }
+                    // Only imgpipe writes this topic: a bad event is a bug
+                    // elsewhere, logged and passed over.
+                    None => {
+                        crate::telemetry::bad_event(&topic, partition, offset, None);
                         commits.finished(&topic, partition, offset);
                     }
                 }
-                _ = tick.tick() => commits.commit(&consumer, CommitMode::Async),
-                // Taking a message needs room in the processor's queue.
-                permit = events.reserve() => {
-                    let Ok(permit) = permit else { break };
-                    let msg = tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        m = consumer.recv() => m,
-                    };
-                    let msg = match msg {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "consuming events");
-                            continue;
-                        }
-                    };
-                    let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
-                    let event = msg
-                        .payload()
-                        .and_then(|p| serde_json::from_slice::<ImageReceived>(p).ok())
-                        .map(|ev| ev.checked(chrono::Utc::now()));
-                    match event {
-                        Some(Ok(event)) => {
-                            commits.started(&topic, partition, offset);
-                            waiting.entry(event.id).or_default().push((topic, partition, offset));
-                            permit.send(event);
-                            handed += 1;
-                        }
-                        // Whoever can write this topic can forge: refused, logged.
-                        Some(Err(forged)) => {
-                            crate::telemetry::bad_event(&topic, partition, offset, Some(&forged));
-                            commits.started(&topic, partition, offset);
-                            commits.finished(&topic, partition, offset);
-                        }
-                        // Only imgpipe writes this topic: a bad event is a bug
-                        // elsewhere, logged and passed over.
-                        None => {
-                            crate::telemetry::bad_event(&topic, partition, offset, None);
-                            commits.started(&topic, partition, offset);
-                            commits.finished(&topic, partition, offset);
-                        }
-                    }
-                }
             }
         }
-        // Outcomes that are durable by now are committed; the rest come back.
-        while let Ok(id) = finished.try_recv() {
-            for (topic, partition, offset) in waiting.remove(&id).unwrap_or_default() {
-                commits.finished(&topic, partition, offset);
-            }
-        }
-        commits.commit(&consumer, CommitMode::Sync);
-        handed
     }
+    // Deliveries done by now are committed; the rest come back.
+    commits.commit(&consumer, CommitMode::Sync);
 }

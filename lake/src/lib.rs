@@ -14,6 +14,7 @@ pub mod layout;
 pub mod records;
 pub mod schema;
 pub mod sniff;
+pub mod source;
 pub mod state;
 pub mod store;
 
@@ -22,4 +23,5 @@ pub use config::Config;
 pub use event::{EmitError, EventSink, ImageReceived, Source};
 pub use id::ImageId;
 pub use layout::Layout;
+pub use source::{Delivery, EventSource};
 pub use store::{ObjectInfo, SharedStore, Store, StoreError};

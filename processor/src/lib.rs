@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod reprocess;
 pub mod script;
 pub mod sink;
+pub mod source;
 pub mod telemetry;
 
 use lake::records::QuarantineReason;

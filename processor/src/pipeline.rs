@@ -6,7 +6,8 @@ use std::{future::Future, sync::Arc, time::Instant};
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use lake::{
-    Config, ImageId, ImageReceived, Layout, SharedClock, SharedStore, StoreError, erasure,
+    Config, Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, StoreError,
+    erasure,
     inflight::InFlight,
     layout,
     records::{Manifest, QuarantineRecord},
@@ -15,7 +16,7 @@ use lake::{
     store::PutOptions,
 };
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 
@@ -53,15 +54,6 @@ pub struct Processor {
     budget: Arc<Semaphore>,
     budget_kib: u32,
     sink_task: tokio::task::JoinHandle<()>,
-    shared_lake: Option<SharedLake>,
-}
-
-/// Distributed mode: other processors share the lake and the events come
-/// from a durable topic, so the topic — not a scan of the lake — says what
-/// is unfinished, and every finished event is reported for its commit.
-#[derive(Debug)]
-struct SharedLake {
-    finished: mpsc::UnboundedSender<ImageId>,
     flush_interval: std::time::Duration,
 }
 
@@ -103,26 +95,8 @@ impl Processor {
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
             sink_task,
-            shared_lake: None,
-        })
-    }
-
-    /// Run as one of several processors fed by an event topic: no scan for
-    /// unfinished images at start, and the id of every event whose outcome
-    /// is durable (processed, quarantined or skipped as already done) is
-    /// sent to `finished`. Ids whose storage kept failing are not sent: their
-    /// events stay uncommitted and come back. The channel is unbounded
-    /// because the sender of events bounds how many are outstanding.
-    pub fn sharing_the_lake(
-        mut self,
-        cfg: &Config,
-        finished: mpsc::UnboundedSender<ImageId>,
-    ) -> Self {
-        self.shared_lake = Some(SharedLake {
-            finished,
             flush_interval: cfg.processor.flush_interval,
-        });
-        self
+        })
     }
 
     /// A handle to swap the customer's script while running (SIGHUP).
@@ -130,29 +104,29 @@ impl Processor {
         self.ctx.script.clone()
     }
 
-    /// Process events until `shutdown` resolves or every sender is gone,
-    /// then finish the images in flight and flush metadata. `requeue` is a
-    /// sender into `events`, used to feed back what a crash left unfinished.
+    /// Process what `source` delivers until `shutdown` resolves or the
+    /// source runs dry, then finish the images in flight, flush metadata
+    /// and close the source. Each delivery is reported done once its
+    /// outcome is durable; one whose storage kept failing is not, so a
+    /// durable source delivers it again. Returns how many events it took.
     pub async fn run(
         self,
-        mut events: mpsc::Receiver<ImageReceived>,
-        requeue: mpsc::Sender<ImageReceived>,
+        mut source: impl EventSource,
         shutdown: impl Future<Output = ()>,
-    ) {
+    ) -> u64 {
         let Self {
             ctx,
             budget,
             budget_kib,
             sink_task,
-            shared_lake,
+            flush_interval,
         } = self;
         // A live peer flushes its rows within its flush interval.
-        let written_before = shared_lake.as_ref().map(|s| {
+        let written_before = source.has_peers().then(|| {
             ctx.clock.now()
-                - chrono::Duration::from_std(s.flush_interval * 2).unwrap_or_default()
+                - chrono::Duration::from_std(flush_interval * 2).unwrap_or_default()
                 - chrono::Duration::seconds(30)
         });
-        let finished = shared_lake.map(|s| s.finished);
         // Rows first, before anything new is processed (see lost_rows).
         match reconcile::lost_rows(&ctx.store, written_before).await {
             Ok(rows) => {
@@ -165,27 +139,8 @@ impl Processor {
             }
             Err(e) => tracing::error!(error = %e, "could not check for lost metadata rows"),
         }
-        let store = ctx.store.clone();
-        let scan_for_unfinished = finished.is_none();
-        let reconciler = tokio::spawn(async move {
-            if !scan_for_unfinished {
-                return;
-            }
-            match reconcile::unfinished(&store).await {
-                Ok(todo) => {
-                    if !todo.is_empty() {
-                        tracing::info!(images = todo.len(), "resuming images left unfinished");
-                    }
-                    for ev in todo {
-                        if requeue.send(ev).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "reconciliation failed"),
-            }
-        });
 
+        let mut taken = 0u64;
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -197,20 +152,19 @@ impl Processor {
                         tracing::error!(error = %e, "image task panicked");
                     }
                 }
-                ev = events.recv() => {
-                    let Some(ev) = ev else { break };
-                    let kib = u32::try_from(ev.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
+                delivery = source.next() => {
+                    let Some(delivery) = delivery else { break };
+                    taken += 1;
+                    let kib = u32::try_from(delivery.event.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
                     let permit = tokio::select! {
                         p = budget.clone().acquire_many_owned(kib) => p.ok(),
                         () = &mut shutdown => None,
                     };
                     let Some(permit) = permit else { break };
-                    tasks.spawn(process_one(ctx.clone(), ev, permit, finished.clone()));
+                    tasks.spawn(process_one(ctx.clone(), delivery, permit));
                 }
             }
         }
-        reconciler.abort();
-        events.close();
         // Drain: everything already started finishes and is made durable.
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
@@ -219,6 +173,8 @@ impl Processor {
         }
         drop(ctx);
         let _ = sink_task.await;
+        source.close().await;
+        taken
     }
 }
 
@@ -230,34 +186,35 @@ fn retry_policy(retries: u32) -> ExponentialBuilder {
         .with_jitter()
 }
 
-async fn process_one(
-    ctx: Arc<Ctx>,
-    ev: ImageReceived,
-    _budget: OwnedSemaphorePermit,
-    finished: Option<mpsc::UnboundedSender<ImageId>>,
-) {
-    let id = ev.id;
-    let result = process(&ctx, ev).await;
-    // A duplicate of an image still in flight reports nothing: its event is
-    // finished when the first one is, not before (reporting it would
-    // release the first event's offset too, and a crash would lose the
-    // image).
-    if matches!(
-        result,
-        Ok(Outcome::Processed | Outcome::Quarantined | Outcome::Skipped)
-    ) && let Some(finished) = finished
-    {
-        let _ = finished.send(id);
-    }
+async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, _budget: OwnedSemaphorePermit) {
+    let id = delivery.event.id;
+    let result = loop {
+        match process(&ctx, delivery.event.clone()).await {
+            // A duplicate of an image another task holds: done only once
+            // that task's outcome is durable (or, if it fails, once this one
+            // has done the work), never before — acknowledging it early
+            // could let a crash lose the image.
+            Ok(Outcome::InFlight) => tokio::time::sleep(IN_FLIGHT_RECHECK).await,
+            other => break other,
+        }
+    };
     match result {
-        Ok(Outcome::Processed) => telemetry::processed(),
-        // Counted (and logged) where the record is written.
-        Ok(Outcome::Quarantined | Outcome::Skipped | Outcome::InFlight) => {}
-        // Storage kept failing: the raw object stays, and the next start's
-        // reconciliation takes it up again.
+        Ok(outcome) => {
+            if matches!(outcome, Outcome::Processed) {
+                telemetry::processed();
+            }
+            // Quarantines are counted (and logged) where the record is written.
+            delivery.done();
+        }
+        // Storage kept failing: the raw object stays, the delivery is not
+        // acknowledged, and the source (or the next start's scan) brings
+        // it back.
         Err(e) => telemetry::unfinished(id, &e),
     }
 }
+
+/// How often a duplicate checks whether the first delivery finished.
+const IN_FLIGHT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 enum Outcome {
     Processed,

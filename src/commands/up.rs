@@ -37,8 +37,8 @@ pub async fn run(
         processor.script_slot(),
         config_file,
     ));
-    let requeue = events_tx.clone();
-    let processing = tokio::spawn(processor.run(events_rx, requeue, stopped(&stop_rx)));
+    let source = processor::source::Embedded::new(store.clone(), events_rx);
+    let processing = tokio::spawn(processor.run(source, stopped(&stop_rx)));
 
     let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention())
         .with_scratch(retention::scratch::Scratch::from_config(&config));

@@ -1,0 +1,94 @@
+//! The embedded pipeline's event source: what ingest hands over in-process,
+//! plus — once, at start — every image a crash left unfinished, found by a
+//! scan of the lake. Nothing to acknowledge: the lake is the record.
+
+use async_trait::async_trait;
+use lake::{Delivery, EventSource, ImageReceived, SharedStore};
+use tokio::sync::mpsc;
+
+use crate::reconcile;
+
+/// Recovered events waiting to be taken; the scan waits when it is full.
+const RECOVERED_QUEUE: usize = 64;
+
+#[derive(Debug)]
+pub struct Embedded {
+    live: mpsc::Receiver<ImageReceived>,
+    store: SharedStore,
+    recovered: Option<mpsc::Receiver<ImageReceived>>,
+    scan: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// `live` is the receiving end of ingest's bounded channel.
+    pub fn new(store: SharedStore, live: mpsc::Receiver<ImageReceived>) -> Self {
+        Self {
+            live,
+            store,
+            recovered: None,
+            scan: None,
+        }
+    }
+
+    /// The scan starts with the first request for work, so it never runs
+    /// before the processor has repaired lost rows.
+    fn start_scan(&mut self) {
+        let (tx, rx) = mpsc::channel(RECOVERED_QUEUE);
+        let store = self.store.clone();
+        self.scan = Some(tokio::spawn(async move {
+            match reconcile::unfinished(&store).await {
+                Ok(todo) => {
+                    if !todo.is_empty() {
+                        tracing::info!(images = todo.len(), "resuming images left unfinished");
+                    }
+                    for ev in todo {
+                        if tx.send(ev).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reconciliation failed"),
+            }
+        }));
+        self.recovered = Some(rx);
+    }
+}
+
+#[async_trait]
+impl EventSource for Embedded {
+    async fn next(&mut self) -> Option<Delivery> {
+        if self.scan.is_none() {
+            self.start_scan();
+        }
+        loop {
+            let recovered = async {
+                match self.recovered.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = self.live.recv() => return ev.map(Delivery::untracked),
+                ev = recovered => match ev {
+                    Some(ev) => return Some(Delivery::untracked(ev)),
+                    // The scan is over; only live events from now on.
+                    None => self.recovered = None,
+                },
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(scan) = self.scan.take() {
+            scan.abort();
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(scan) = &self.scan {
+            scan.abort();
+        }
+    }
+}
