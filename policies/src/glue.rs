@@ -19,6 +19,9 @@ pub fn glue_type(ty: &DataType) -> Option<&'static str> {
     })
 }
 
+/// The table's Terraform address, for what must be created after it.
+pub const TABLE_RESOURCE: &str = "aws_glue_catalog_table.images";
+
 /// `aws_glue_catalog_table` as Terraform JSON.
 pub fn table_terraform() -> Value {
     let columns: Vec<Value> = lake::schema::arrow_schema()

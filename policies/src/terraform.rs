@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{Policy, TAG};
+use crate::{Policy, TAG, glue::TABLE_RESOURCE};
 
 fn name(s: &str) -> String {
     s.chars()
@@ -23,6 +23,9 @@ pub fn render(policy: &Policy) -> Value {
             json!({ "catalog_id": "${var.catalog_id}", "key": key, "values": def.values }),
         );
     }
+    // Terraform cannot see through the variables that these resources
+    // need the tag and the table: say so.
+    let lf_tag = format!("aws_lakeformation_lf_tag.{}", name(TAG));
     let mut column_tags = Map::new();
     for (value, columns) in &policy.columns {
         column_tags.insert(
@@ -35,7 +38,7 @@ pub fn render(policy: &Policy) -> Value {
                     "column_names": columns,
                 }],
                 "lf_tag": [{ "key": TAG, "value": value }],
-                "depends_on": [format!("aws_lakeformation_lf_tag.{}", name(TAG))],
+                "depends_on": [lf_tag.clone(), TABLE_RESOURCE.to_owned()],
             }),
         );
     }
@@ -56,6 +59,7 @@ pub fn render(policy: &Policy) -> Value {
                             "resource_type": "TABLE",
                             "expression": [{ "key": TAG, "values": p.sensitivity }],
                         }],
+                        "depends_on": [lf_tag.clone(), TABLE_RESOURCE.to_owned()],
                     }),
                 );
             }
@@ -74,6 +78,7 @@ pub fn render(policy: &Policy) -> Value {
                             "column_names": policy.visible_columns(p),
                             "row_filter": [{ "filter_expression": filter }],
                         }],
+                        "depends_on": [TABLE_RESOURCE],
                     }),
                 );
                 permissions.insert(

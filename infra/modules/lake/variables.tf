@@ -2,3 +2,30 @@ variable "bucket" {
   description = "The lake bucket, imgpipe's alone: its lifecycle rules cover the whole bucket."
   type        = string
 }
+
+variable "name" {
+  description = "Name prefix of the deployment (e.g. imgpipe-prod): the key alias, the access-log bucket."
+  type        = string
+}
+
+variable "log_bucket" {
+  description = "Bucket for S3 server access logs and ALB access logs. They name image keys and client addresses, so they expire with the images."
+  type        = string
+}
+
+variable "log_retention_days" {
+  description = "Days a log object lives in the log bucket, counting its noncurrent day: at most 7."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.log_retention_days >= 2 && var.log_retention_days <= 7
+    error_message = "Logs name images: keep them 2 to 7 days (one of which is the noncurrent-version day)."
+  }
+}
+
+variable "force_destroy" {
+  description = "Let terraform destroy delete non-empty buckets (dev only)."
+  type        = bool
+  default     = false
+}
