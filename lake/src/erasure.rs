@@ -43,21 +43,24 @@ pub async fn is_erased(store: &SharedStore, id: ImageId) -> Result<bool, StoreEr
 /// Every version and delete marker of exactly `key` (a listing by prefix
 /// would also name longer keys).
 pub async fn versions_of(store: &SharedStore, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
-    Ok(store
-        .list_versions(key)
-        .await?
-        .into_iter()
-        .filter(|v| v.key == key)
-        .collect())
+    store.versions_of(key).await
 }
 
 /// Remove `key` for good: on a versioned bucket a delete only hides it.
+/// A record's expiry marker goes with it (after it, so a crash between
+/// leaves the marker that finds the record again).
 pub async fn purge_key(store: &SharedStore, key: &str) -> Result<(), StoreError> {
     let versions = versions_of(store, key).await?;
-    if versions.is_empty() {
-        return Ok(());
+    if !versions.is_empty() {
+        store.purge(&versions).await?;
     }
-    store.purge(&versions).await
+    if let Some(marker) = layout::expiry_marker_key(key) {
+        let markers = versions_of(store, &marker).await?;
+        if !markers.is_empty() {
+            store.purge(&markers).await?;
+        }
+    }
+    Ok(())
 }
 
 /// [`purge_key`] for each key.

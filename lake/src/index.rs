@@ -20,13 +20,30 @@ pub async fn record_dedup(
     sha256: &str,
     opts: &PutOptions,
 ) -> Result<(), StoreError> {
+    put_record(
+        store,
+        &layout::idempotency_key(dedup_key, id),
+        Bytes::from(sha256.to_owned()),
+        opts,
+    )
+    .await
+}
+
+/// Write an `idempotency/` record, its expiry marker first: the sweeper
+/// finds records through their markers (they sit in the image's hour
+/// partition), so no record is ever without one.
+pub async fn put_record(
+    store: &SharedStore,
+    key: &str,
+    body: Bytes,
+    opts: &PutOptions,
+) -> Result<(), StoreError> {
+    let marker =
+        layout::expiry_marker_key(key).ok_or_else(|| StoreError::InvalidKey(key.to_owned()))?;
     store
-        .put(
-            &layout::idempotency_key(dedup_key, id),
-            Bytes::from(sha256.to_owned()),
-            opts,
-        )
-        .await
+        .put(&marker, Bytes::new(), &PutOptions::default())
+        .await?;
+    store.put(key, body, opts).await
 }
 
 /// Ids recorded under `dedup_key`, oldest first, with the hash each was
@@ -133,7 +150,7 @@ pub async fn record_event(
 ) -> Result<(), StoreError> {
     let key = event_key(event.id);
     let body = serde_json::to_vec(event).map_err(|e| StoreError::backend("encode", &key, e))?;
-    store.put(&key, Bytes::from(body), opts).await
+    put_record(store, &key, Bytes::from(body), opts).await
 }
 
 /// The event recorded for `id`, if any (and readable).

@@ -31,16 +31,20 @@ pub enum Area {
     Idempotency,
     /// Tombstones of erased images, so no stage writes them back.
     Erased,
+    /// One empty marker per `idempotency/` record, in its image's hour
+    /// partition: how the sweeper finds the records that expire next.
+    Expiry,
 }
 
 impl Area {
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Raw,
         Area::Derived,
         Area::Metadata,
         Area::Quarantine,
         Area::Idempotency,
         Area::Erased,
+        Area::Expiry,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -51,8 +55,56 @@ impl Area {
             Area::Quarantine => "quarantine/",
             Area::Idempotency => "idempotency/",
             Area::Erased => "erased/",
+            Area::Expiry => "expiry/",
         }
     }
+}
+
+impl Area {
+    /// Keys under it start `dt=YYYY-MM-DD/hr=HH/<id>`, so what expires
+    /// next is found without listing the rest (all but `idempotency/`,
+    /// whose keys start with the hash they are looked up by).
+    pub fn is_partitioned(self) -> bool {
+        self != Area::Idempotency
+    }
+}
+
+/// The start of the day or hour a partition prefix names:
+/// `<area>/dt=YYYY-MM-DD/` or `<area>/dt=YYYY-MM-DD/hr=HH/`.
+pub fn partition_start(prefix: &str) -> Option<DateTime<Utc>> {
+    let rest = Area::ALL
+        .iter()
+        .find_map(|a| prefix.strip_prefix(a.prefix()))?
+        .strip_suffix('/')?;
+    let (day, hour) = match rest.split_once('/') {
+        Some((day, hour)) => (day, Some(hour)),
+        None => (rest, None),
+    };
+    let date = chrono::NaiveDate::parse_from_str(day.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
+    let hour = match hour {
+        Some(h) => {
+            let h = h.strip_prefix("hr=")?;
+            if h.len() != 2 {
+                return None;
+            }
+            h.parse::<u32>().ok().filter(|h| *h < 24)?
+        }
+        None => 0,
+    };
+    Some(date.and_hms_opt(hour, 0, 0)?.and_utc())
+}
+
+/// The smallest image id received at `at` (to the millisecond), as text:
+/// in a partition every key starts with its id, and ids sort by time, so
+/// the keys below `<partition>/<bound>` are exactly those of images
+/// received before `at`.
+pub fn id_bound(at: DateTime<Utc>) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!(
+        "{:08x}-{:04x}-7000-8000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
 }
 
 pub const THUMB_FILE: &str = "thumb.jpg";
@@ -133,6 +185,26 @@ pub fn content_index_key(sha256_hex: &str) -> String {
     format!("content:{}", sha256_hex.to_ascii_lowercase())
 }
 
+/// The expiry marker of an `idempotency/<hash>/<id>` record:
+/// `expiry/dt=…/hr=…/<id>/<hash>`, written before the record.
+pub fn expiry_marker_key(record_key: &str) -> Option<String> {
+    let rest = record_key.strip_prefix(Area::Idempotency.prefix())?;
+    let (hash, id) = rest.split_once('/')?;
+    let id = id.parse::<ImageId>().ok()?;
+    Some(format!(
+        "expiry/{}/{id}/{hash}",
+        partition(id.received_at())
+    ))
+}
+
+/// The record an expiry marker stands for.
+pub fn marked_record_key(marker_key: &str) -> Option<String> {
+    let rest = marker_key.strip_prefix(Area::Expiry.prefix())?;
+    let mut parts = rest.splitn(4, '/');
+    let (_dt, _hr, id, hash) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(format!("idempotency/{hash}/{id}"))
+}
+
 /// What a lake key says about the data under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedKey {
@@ -195,6 +267,15 @@ pub fn parse_key(key: &str) -> Result<ParsedKey, KeyError> {
             }
             id
         }
+        Area::Expiry => {
+            let (id, hash) = tail
+                .split_once('/')
+                .ok_or_else(|| key_error(key, "expiry marker without hash"))?;
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(key_error(key, "expiry marker hash is not sha256 hex"));
+            }
+            id
+        }
         Area::Metadata => tail
             .strip_suffix(".parquet")
             .and_then(|stem| stem.rsplit_once('-'))
@@ -238,6 +319,56 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
+
+    #[test]
+    fn expiry_markers_pair_with_their_records() {
+        let id = ImageId::new(Utc.with_ymd_and_hms(2026, 11, 18, 7, 5, 0).unwrap());
+        let record = idempotency_key("api:client-key", id);
+        let marker = expiry_marker_key(&record).unwrap();
+        assert!(
+            marker.starts_with("expiry/dt=2026-11-18/hr=07/"),
+            "{marker}"
+        );
+        assert_eq!(marked_record_key(&marker).as_deref(), Some(record.as_str()));
+        assert_eq!(
+            parse_key(&marker).unwrap(),
+            ParsedKey {
+                area: Area::Expiry,
+                id
+            }
+        );
+        assert_eq!(expiry_marker_key(&raw_key(id)), None);
+    }
+
+    #[test]
+    fn partition_prefixes_name_their_start() {
+        let day = Utc.with_ymd_and_hms(2026, 11, 18, 0, 0, 0).unwrap();
+        assert_eq!(partition_start("raw/dt=2026-11-18/"), Some(day));
+        assert_eq!(
+            partition_start("derived/dt=2026-11-18/hr=07/"),
+            Some(day + Duration::hours(7))
+        );
+        for bad in [
+            "raw/dt=2026-11-18",
+            "raw/dt=2026-13-01/",
+            "raw/dt=2026-11-18/hr=24/",
+            "raw/dt=2026-11-18/hr=7/",
+            "other/dt=2026-11-18/",
+            "raw/2026-11-18/",
+        ] {
+            assert_eq!(partition_start(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Below the bound for `t`: exactly the ids received before `t`.
+        #[test]
+        fn id_bound_splits_ids_by_time(id_ms in 0i64..4_000_000_000_000, t_ms in 0i64..4_000_000_000_000) {
+            let id = ImageId::new(Utc.timestamp_millis_opt(id_ms).unwrap());
+            let at = Utc.timestamp_millis_opt(t_ms).unwrap();
+            prop_assert_eq!(id.to_string() < id_bound(at), id_ms < t_ms);
+        }
+    }
 
     fn id_at(ms: i64) -> ImageId {
         ImageId::new(Utc.timestamp_millis_opt(ms).unwrap())

@@ -69,13 +69,22 @@ pub async fn erase(
             id,
         ));
     }
+    // Each record's expiry marker goes too (the kept dedup record gets
+    // its marker back below).
+    let markers: Vec<String> = keys
+        .iter()
+        .filter_map(|k| layout::expiry_marker_key(k))
+        .collect();
+    keys.extend(markers);
     let mut doomed: Vec<ObjectVersion> = derived;
     for key in &keys {
         doomed.extend(erasure::versions_of(store, key).await?);
     }
+    // Objects that held the image's data; markers hold none.
     let objects = doomed
         .iter()
         .filter(|v| v.is_latest && !v.delete_marker)
+        .filter(|v| !v.key.starts_with(layout::Area::Expiry.prefix()))
         .count();
     if !doomed.is_empty() {
         store.purge(&doomed).await?;
@@ -84,13 +93,13 @@ pub async fn erase(
     // a Kafka redelivery under its key must find the image erased, not
     // store it again under a new id.
     if let Some(key) = event.as_ref().and_then(index::dedup_record_key) {
-        store
-            .put(
-                &key,
-                bytes::Bytes::from_static(index::ERASED.as_bytes()),
-                &PutOptions::default(),
-            )
-            .await?;
+        index::put_record(
+            store,
+            &key,
+            bytes::Bytes::from_static(index::ERASED.as_bytes()),
+            &PutOptions::default(),
+        )
+        .await?;
     }
     let rows = erasure::scrub_partition(store, id).await?;
     erasure::purge_key(store, &raw_key).await?;

@@ -15,7 +15,18 @@ pub mod verify;
 use std::{fmt, future::Future, time::Duration};
 
 use chrono::{DateTime, Utc};
-use lake::{Layout, SharedClock, SharedStore, StoreError, layout::Area};
+use lake::{
+    Layout, SharedClock, SharedStore, StoreError,
+    layout::{self, Area},
+    store::ObjectVersion,
+};
+
+/// How often the sweeper also walks `idempotency/` whole, the one area
+/// whose keys start with the hash they are looked up by rather than a time
+/// partition. Its records are purged on time through their expiry markers
+/// (`expiry/`); the walk is the backstop for records without one (written
+/// by older versions). `imgpipe sweep --once` and a restart always walk it.
+pub const INDEX_WALK_EVERY: chrono::Duration = chrono::Duration::hours(1);
 
 /// Called as each area of a sweep finishes (for progress displays).
 pub type ProgressHook = std::sync::Arc<dyn Fn(&SweepReport, Area) + Send + Sync>;
@@ -27,6 +38,8 @@ pub struct Sweeper {
     layout: Layout,
     progress: Option<ProgressHook>,
     scratch: Option<scratch::Scratch>,
+    /// When this sweeper last walked `idempotency/`.
+    index_walk: std::sync::Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl fmt::Debug for Sweeper {
@@ -44,7 +57,8 @@ pub struct SweepReport {
     pub scanned: u64,
     pub purged: u64,
     pub bytes_purged: u64,
-    /// Receipt time of the oldest image whose data is still kept.
+    /// Receipt time of the oldest image whose data may still be kept (the
+    /// start of the oldest partition left in place).
     pub oldest_kept: Option<DateTime<Utc>>,
     /// Keys that are not lake keys: left alone, and reported.
     pub foreign: Vec<String>,
@@ -78,6 +92,7 @@ impl Sweeper {
             layout: Layout::new(retention),
             progress: None,
             scratch: None,
+            index_walk: std::sync::Arc::default(),
         }
     }
 
@@ -92,7 +107,10 @@ impl Sweeper {
         self
     }
 
-    /// One pass over every area.
+    /// One pass: in each partitioned area only the hour partitions whose
+    /// images have begun to expire, listed only up to the first image still
+    /// kept; `idempotency/` (keyed by hash, not time) walked whole, at most
+    /// once per [`INDEX_WALK_EVERY`].
     pub async fn sweep_once(&self) -> Result<SweepReport, SweepError> {
         let now = self.clock.now();
         let mut report = SweepReport {
@@ -100,23 +118,35 @@ impl Sweeper {
             ..SweepReport::default()
         };
         for area in Area::ALL {
-            // Every version and delete marker, so nothing survives on a
-            // versioned bucket either.
-            let mut expired = Vec::new();
-            for version in self.store.list_versions(area.prefix()).await? {
-                report.scanned += 1;
-                match self.layout.key_expires_at(&version.key) {
-                    Ok(expires_at) if expires_at <= now => {
-                        report.bytes_purged += version.size;
-                        expired.push(version);
-                    }
-                    Ok(expires_at) => {
-                        let received = expires_at - self.layout.retention;
-                        report.oldest_kept =
-                            Some(report.oldest_kept.map_or(received, |o| o.min(received)));
-                    }
-                    Err(_) => report.foreign.push(version.key),
+            let expired = if area.is_partitioned() {
+                self.expired_in_partitions(area, now, &mut report).await?
+            } else if self.index_walk_due(now) {
+                self.expired_anywhere(area, now, &mut report).await?
+            } else {
+                Vec::new()
+            };
+            if area == Area::Expiry {
+                // The records the expired markers stand for go first, so a
+                // crash between leaves the markers that find them again.
+                let mut records = Vec::new();
+                let mut named: Vec<String> = expired
+                    .iter()
+                    .filter_map(|m| layout::marked_record_key(&m.key))
+                    .collect();
+                named.dedup();
+                for key in &named {
+                    records.extend(lake::erasure::versions_of(&self.store, key).await?);
                 }
+                for version in &records {
+                    report.bytes_purged += version.size;
+                    telemetry::purge_lateness(Area::Idempotency, self.lateness(&version.key, now));
+                }
+                report.purged += records.len() as u64;
+                self.store.purge(&records).await?;
+            }
+            for version in &expired {
+                report.bytes_purged += version.size;
+                telemetry::purge_lateness(area, self.lateness(&version.key, now));
             }
             report.purged += expired.len() as u64;
             self.store.purge(&expired).await?;
@@ -124,6 +154,7 @@ impl Sweeper {
                 hook(&report, area);
             }
         }
+        self.index_walked(now);
         report.purged += self.store.remove_stale_scratch().await? as u64;
         if let Some(scratch) = self.scratch.clone() {
             report.purged += tokio::task::spawn_blocking(move || scratch.remove_stale(now))
@@ -144,6 +175,94 @@ impl Sweeper {
             "sweep done"
         );
         Ok(report)
+    }
+
+    /// The expired versions of a partitioned area. Keys run
+    /// `<area>/dt=…/hr=…/<id>…` and ids sort by time, so the day and hour
+    /// "directories" say where expiry has begun and a listing can stop at
+    /// the first image still kept: the requests follow what expires, not
+    /// what the lake holds.
+    async fn expired_in_partitions(
+        &self,
+        area: Area,
+        now: DateTime<Utc>,
+        report: &mut SweepReport,
+    ) -> Result<Vec<ObjectVersion>, SweepError> {
+        // Images received at or before `cutoff` have expired.
+        let cutoff = now - self.layout.retention;
+        let bound = layout::id_bound(cutoff + chrono::Duration::milliseconds(1));
+        let mut expired = Vec::new();
+        for day in self.store.list_dirs(area.prefix()).await? {
+            let Some(day_start) = layout::partition_start(&day) else {
+                report.foreign.push(day);
+                continue;
+            };
+            if day_start > cutoff {
+                break;
+            }
+            for hour in self.store.list_dirs(&day).await? {
+                let Some(hour_start) = layout::partition_start(&hour) else {
+                    report.foreign.push(hour);
+                    continue;
+                };
+                if hour_start > cutoff {
+                    break;
+                }
+                let below = format!("{hour}{bound}");
+                for version in self.store.list_versions_below(&hour, &below).await? {
+                    report.scanned += 1;
+                    match self.layout.key_expires_at(&version.key) {
+                        Ok(expires_at) if expires_at <= now => expired.push(version),
+                        Ok(_) => {}
+                        Err(_) => report.foreign.push(version.key),
+                    }
+                }
+                // What is left here was received after the cutoff.
+                let kept = hour_start.max(cutoff);
+                report.oldest_kept = Some(report.oldest_kept.map_or(kept, |o| o.min(kept)));
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The expired versions of an area walked whole (every version, so
+    /// nothing survives on a versioned bucket either).
+    async fn expired_anywhere(
+        &self,
+        area: Area,
+        now: DateTime<Utc>,
+        report: &mut SweepReport,
+    ) -> Result<Vec<ObjectVersion>, SweepError> {
+        let mut expired = Vec::new();
+        for version in self.store.list_versions(area.prefix()).await? {
+            report.scanned += 1;
+            match self.layout.key_expires_at(&version.key) {
+                Ok(expires_at) if expires_at <= now => expired.push(version),
+                Ok(_) => {}
+                Err(_) => report.foreign.push(version.key),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Seconds past its expiry at `now` of the object under `key`.
+    fn lateness(&self, key: &str, now: DateTime<Utc>) -> f64 {
+        self.layout
+            .key_expires_at(key)
+            .map_or(0.0, |at| (now - at).num_milliseconds() as f64 / 1000.0)
+    }
+
+    fn index_walk_due(&self, now: DateTime<Utc>) -> bool {
+        let last = self.index_walk.lock().map(|l| *l).unwrap_or(None);
+        last.is_none_or(|last| now - last >= INDEX_WALK_EVERY || now < last)
+    }
+
+    fn index_walked(&self, now: DateTime<Utc>) {
+        if let Ok(mut last) = self.index_walk.lock()
+            && last.is_none_or(|l| now - l >= INDEX_WALK_EVERY || now < l)
+        {
+            *last = Some(now);
+        }
     }
 
     /// Sweep every `interval` until `shutdown` resolves.
@@ -199,6 +318,18 @@ mod tests {
             ]
         };
         for key in keys(old).into_iter().chain(keys(young)) {
+            // Records go through the index, which writes their expiry marker.
+            if key.starts_with("idempotency/") {
+                lake::index::put_record(
+                    &store,
+                    &key,
+                    Bytes::from_static(b"x"),
+                    &PutOptions::default(),
+                )
+                .await
+                .unwrap();
+                continue;
+            }
             store
                 .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
                 .await
@@ -212,7 +343,8 @@ mod tests {
 
         clock.set(t0 + chrono::Duration::days(7) + chrono::Duration::minutes(1));
         let report = sweeper.sweep_once().await.unwrap();
-        assert_eq!(report.purged, 8);
+        // Eight objects, and the idempotency record's expiry marker.
+        assert_eq!(report.purged, 9);
         let left: Vec<String> = store
             .list("")
             .await
@@ -221,10 +353,116 @@ mod tests {
             .map(|o| o.key)
             .collect();
         let mut expected = keys(young);
+        expected.push(
+            layout::expiry_marker_key(&layout::idempotency_key("client-key", young)).unwrap(),
+        );
         expected.sort();
         assert_eq!(left, expected);
         // Idempotent.
         assert_eq!(sweeper.sweep_once().await.unwrap().purged, 0);
+    }
+}
+
+/// The sweep's cost: which listings one pass asks the store for.
+#[cfg(test)]
+mod partition_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use chrono::TimeZone;
+    use lake::{
+        FixedClock, ImageId, layout,
+        store::{FsStore, PutOptions, counting::Counting},
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sweep_lists_only_partitions_whose_images_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let counting = Arc::new(Counting::new(Arc::new(FsStore::open(dir.path()).unwrap())));
+        let store: SharedStore = counting.clone();
+        let week = chrono::Duration::days(7);
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 7, 30, 0).unwrap();
+        let ago = |d: chrono::Duration| ImageId::new(now - d);
+        let minutes = chrono::Duration::minutes;
+        // Two expired (one in a partition still half kept), three kept.
+        let expired = [ago(chrono::Duration::days(8)), ago(week + minutes(1))];
+        let kept = [
+            ago(week - minutes(10)),
+            ago(chrono::Duration::days(3)),
+            ago(chrono::Duration::hours(1)),
+        ];
+        for id in expired.iter().chain(&kept) {
+            for key in [
+                layout::raw_key(*id),
+                layout::thumb_key(*id),
+                layout::metadata_key(*id, 1),
+            ] {
+                store
+                    .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
+                    .await
+                    .unwrap();
+            }
+            let record = layout::idempotency_key("api:k", *id);
+            lake::index::put_record(
+                &store,
+                &record,
+                Bytes::from_static(b"r"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let clock = Arc::new(FixedClock::new(now - minutes(2)));
+        let sweeper = Sweeper::new(store.clone(), clock.clone(), week);
+        // The first pass after a start also walks idempotency/ whole.
+        sweeper.sweep_once().await.unwrap();
+        counting.reset();
+
+        clock.set(now);
+        let report = sweeper.sweep_once().await.unwrap();
+        let cutoff = now - week;
+        let listings = counting.listings();
+        assert!(!listings.is_empty());
+        for (op, prefix) in &listings {
+            let is_area_root = Area::ALL.iter().any(|a| a.prefix() == prefix);
+            let start = layout::partition_start(prefix);
+            match *op {
+                // The days of an area, and the hours of a day expiry reached.
+                "list_dirs" => assert!(
+                    is_area_root && prefix != "idempotency/" || start.is_some_and(|s| s <= cutoff),
+                    "{op} {prefix}"
+                ),
+                // Objects: only in hours whose images began to expire.
+                "list_versions_below" => assert!(
+                    prefix.contains("/hr=") && start.is_some_and(|s| s <= cutoff),
+                    "{op} {prefix}"
+                ),
+                // One key's versions (an expired marker's record), never a walk.
+                "versions_of" => assert!(prefix.starts_with("idempotency/"), "{op} {prefix}"),
+                _ => panic!("unexpected listing {op} {prefix}"),
+            }
+        }
+        // It still did the work: both expired images, records included, gone.
+        assert!(report.purged > 0);
+        let left: Vec<String> = store
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        for id in expired {
+            assert!(
+                !left.iter().any(|k| k.contains(&id.to_string())),
+                "{id} left: {left:?}"
+            );
+        }
+        for id in kept {
+            let held = left.iter().filter(|k| k.contains(&id.to_string())).count();
+            assert_eq!(held, 5, "{id}: {left:?}");
+        }
     }
 }
 

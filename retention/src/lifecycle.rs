@@ -6,13 +6,13 @@
 //! and to the Terraform that `infra/` declares; a test keeps them equal.
 
 use aws_sdk_s3::{
-    Client,
-    error::{DisplayErrorContext, ProvideErrorMetadata},
+    error::DisplayErrorContext,
     types::{
         AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
         LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
     },
 };
+use lake::store::S3Store;
 use serde::Serialize;
 use serde_json::json;
 
@@ -158,7 +158,8 @@ pub fn terraform(rules: &[Rule]) -> serde_json::Value {
 }
 
 /// Put the rules on the bucket (replacing any others).
-pub async fn apply(client: &Client, bucket: &str, rules: &[Rule]) -> Result<(), LifecycleError> {
+pub async fn apply(store: &S3Store, rules: &[Rule]) -> Result<(), LifecycleError> {
+    let bucket = store.bucket();
     let s3_rules = rules
         .iter()
         .map(to_s3)
@@ -168,33 +169,20 @@ pub async fn apply(client: &Client, bucket: &str, rules: &[Rule]) -> Result<(), 
         .set_rules(Some(s3_rules))
         .build()
         .map_err(|e| s3_error("build lifecycle configuration", bucket, e))?;
-    client
-        .put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(config)
-        .send()
+    store
+        .put_lifecycle(config)
         .await
         .map_err(|e| s3_error("PutBucketLifecycleConfiguration", bucket, e))?;
     Ok(())
 }
 
 /// The bucket-wide, enabled rules now on the bucket.
-pub async fn read(client: &Client, bucket: &str) -> Result<Vec<Rule>, LifecycleError> {
-    match client
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
+pub async fn read(store: &S3Store) -> Result<Vec<Rule>, LifecycleError> {
+    let rules = store
+        .lifecycle()
         .await
-    {
-        Ok(out) => Ok(out.rules().iter().filter_map(from_s3).collect()),
-        Err(e)
-            if e.as_service_error().and_then(|s| s.code())
-                == Some("NoSuchLifecycleConfiguration") =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(s3_error("GetBucketLifecycleConfiguration", bucket, e)),
-    }
+        .map_err(|e| s3_error("GetBucketLifecycleConfiguration", store.bucket(), e))?;
+    Ok(rules.iter().filter_map(from_s3).collect())
 }
 
 /// What the bucket lacks, in words; empty when every wanted rule is there

@@ -7,6 +7,8 @@ pub const SWEEP_BYTES_PURGED: &str = "imgpipe_sweep_bytes_purged_total";
 pub const SWEEP_FAILURES: &str = "imgpipe_sweep_failures_total";
 pub const OLDEST_OBJECT_AGE: &str = "imgpipe_lake_oldest_object_age_seconds";
 pub const ERASURES: &str = "imgpipe_erasures_total";
+/// Label `area`: how long after its expiry each purged object went.
+pub const PURGE_LATENESS: &str = "imgpipe_purge_lateness_seconds";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -17,9 +19,13 @@ pub fn describe() {
     metrics::describe_counter!(SWEEP_FAILURES, "Sweep passes that failed");
     metrics::describe_gauge!(
         OLDEST_OBJECT_AGE,
-        "Age of the oldest object the last sweep kept, in seconds"
+        "Age of the oldest partition the last sweep left in place, in seconds"
     );
     metrics::describe_counter!(ERASURES, "Images erased on request");
+    metrics::describe_histogram!(
+        PURGE_LATENESS,
+        "Seconds between an object's expiry and its purge, by area"
+    );
 }
 
 pub fn swept(objects: u64, bytes: u64, oldest_kept_age_seconds: f64) {
@@ -35,4 +41,9 @@ pub fn sweep_failed(error: &dyn std::fmt::Display) {
 
 pub fn erased() {
     metrics::counter!(ERASURES).increment(1);
+}
+
+pub fn purge_lateness(area: lake::layout::Area, seconds: f64) {
+    let area = area.prefix().trim_end_matches('/');
+    metrics::histogram!(PURGE_LATENESS, "area" => area).record(seconds.max(0.0));
 }

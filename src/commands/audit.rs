@@ -53,7 +53,7 @@ async fn report(
     if let Some(s3) = &config.lake.s3 {
         // S3's lifecycle rules must back the sweeper up.
         let bucket = lake::store::S3Store::connect(s3).await?;
-        let actual = retention::lifecycle::read(bucket.client(), &s3.bucket).await?;
+        let actual = retention::lifecycle::read(&bucket).await?;
         let wanted = retention::lifecycle::rules(config.retention());
         report.violations.extend(
             retention::lifecycle::missing(&wanted, &actual)

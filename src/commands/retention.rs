@@ -29,8 +29,8 @@ pub async fn lifecycle(
         .as_ref()
         .context("lifecycle rules need an S3 lake: set [lake.s3] in the config")?;
     let store = lake::store::S3Store::connect(s3).await?;
-    retention::lifecycle::apply(store.client(), &s3.bucket, &rules).await?;
-    let actual = retention::lifecycle::read(store.client(), &s3.bucket).await?;
+    retention::lifecycle::apply(&store, &rules).await?;
+    let actual = retention::lifecycle::read(&store).await?;
     let missing = retention::lifecycle::missing(&rules, &actual);
     if !missing.is_empty() {
         anyhow::bail!(

@@ -100,13 +100,16 @@ async fn seven_days_after_arrival_nothing_is_left() {
 fn paths_naming(dir: &Path, id: &str) -> Vec<String> {
     files_under(dir)
         .into_iter()
-        // The tombstone and the emptied dedup record name the id on
-        // purpose; they hold no image data (not even its hash).
+        // The tombstone and the emptied dedup record (with the expiry
+        // marker that gets it swept) name the id on purpose; they hold no
+        // image data (not even its hash).
         .filter(|p| {
-            p.contains(id)
-                && !p.starts_with("erased/")
-                && !(p.starts_with("idempotency/")
-                    && std::fs::read(dir.join(p)).unwrap_or_default() == b"erased")
+            let emptied =
+                |record: &str| std::fs::read(dir.join(record)).unwrap_or_default() == b"erased";
+            let on_purpose = p.starts_with("erased/")
+                || (p.starts_with("idempotency/") && emptied(p))
+                || lake::layout::marked_record_key(p).is_some_and(|r| emptied(&r));
+            p.contains(id) && !on_purpose
         })
         .collect()
 }

@@ -61,7 +61,7 @@ async fn pipeline_runs_on_s3() {
     assert_eq!(rows, ids.len());
     // Nothing landed outside the configured prefix, and nothing on local disk.
     let outside = store
-        .client()
+        .sdk_client()
         .list_objects_v2()
         .bucket(&bucket)
         .send()
@@ -170,8 +170,7 @@ async fn lifecycle_rules_expire_objects_on_seaweedfs() {
         return;
     };
     retention::lifecycle::apply(
-        store.client(),
-        &s3.bucket,
+        &store,
         &retention::lifecycle::rules(chrono::Duration::days(7)),
     )
     .await
@@ -261,7 +260,7 @@ async fn writes_ask_for_server_side_encryption() {
     let k = key();
     sse_s3.put(&k, body(), &Default::default()).await.unwrap();
     let head = plain
-        .client()
+        .sdk_client()
         .head_object()
         .bucket(&s3.bucket)
         .key(&k)
@@ -275,7 +274,7 @@ async fn writes_ask_for_server_side_encryption() {
     let k = key();
     plain.put(&k, body(), &Default::default()).await.unwrap();
     let head = plain
-        .client()
+        .sdk_client()
         .head_object()
         .bucket(&s3.bucket)
         .key(&k)

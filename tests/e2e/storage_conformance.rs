@@ -55,7 +55,7 @@ async fn s3_objects_carry_imgpipe_metadata() {
         .await
         .unwrap();
     let head = store
-        .client()
+        .sdk_client()
         .head_object()
         .bucket(&config.bucket)
         .key("k")

@@ -383,7 +383,7 @@ async fn metadata_rows(
             continue;
         }
         let mut get = store
-            .client()
+            .sdk_client()
             .get_object()
             .bucket(&s3.bucket)
             .key(format!("{}{}", s3.prefix, v.key));

@@ -93,6 +93,49 @@ pub async fn run(store: &dyn Store, root: &str) {
     .await
     .unwrap();
     assert_eq!(keys(store.list(&k("many/")).await.unwrap()), many);
+    // A listing that stops below a key: across pages, nothing at or past it.
+    let below: Vec<String> = store
+        .list_versions_below(&k("many/"), &k("many/01050"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
+    assert_eq!(below, many[..1050]);
+    assert!(
+        store
+            .list_versions_below(&k("many/"), &k("many/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One key's versions: that key, not the keys it is a prefix of.
+    let exact = store.versions_of(&k("many/0001")).await.unwrap();
+    assert!(exact.is_empty(), "{exact:?}");
+    let exact = store.versions_of(&k("many/00010")).await.unwrap();
+    assert_eq!(exact.len(), 1);
+    assert_eq!(exact[0].key, k("many/00010"));
+    assert!(!exact[0].delete_marker && exact[0].is_latest);
+    // The directories right below a prefix, not what is inside them.
+    for key in ["dirs/b/x/1", "dirs/a/2", "dirs/a/y/3", "dirs/top"] {
+        store
+            .put(&k(key), Bytes::from_static(b"d"), &opts)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.list_dirs(&k("dirs/")).await.unwrap(),
+        vec![k("dirs/a/"), k("dirs/b/")]
+    );
+    assert_eq!(
+        store.list_dirs(&k("dirs/b/")).await.unwrap(),
+        vec![k("dirs/b/x/")]
+    );
+    assert!(store.list_dirs(&k("nothing/")).await.unwrap().is_empty());
+    let dirs: Vec<String> = ["dirs/b/x/1", "dirs/a/2", "dirs/a/y/3", "dirs/top"]
+        .map(k)
+        .to_vec();
+    store.delete(&dirs).await.unwrap();
 
     // Batched delete of more than one request's worth, missing keys ignored.
     let mut doomed = many.clone();

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::{ObjectInfo, PutOptions, Store, StoreError, validate_key, validate_prefix};
+use super::{
+    ObjectInfo, ObjectVersion, PutOptions, Store, StoreError, validate_key, validate_prefix,
+};
 
 const TMP_DIR: &str = ".tmp";
 /// Temp files older than this belong to a writer that died mid-write.
@@ -266,6 +268,61 @@ impl Store for FsStore {
         validate_prefix(prefix)?;
         let (this, p) = (self.clone(), prefix.to_owned());
         blocking("list", prefix, move || this.list_blocking(&p)).await
+    }
+
+    /// One stat, not a scan of the key's directory.
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        validate_key(key)?;
+        let path = self.path(key);
+        let key = key.to_owned();
+        blocking(
+            "versions_of",
+            &key.clone(),
+            move || match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => Ok(vec![ObjectVersion {
+                    key,
+                    version_id: None,
+                    size: meta.len(),
+                    delete_marker: false,
+                    is_latest: true,
+                }]),
+                Ok(_) => Ok(Vec::new()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            },
+        )
+        .await
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        validate_prefix(prefix)?;
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let prefix = prefix.to_owned();
+        blocking("list_dirs", &prefix.clone(), move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                // Removed between readdir and stat: a concurrent sweep.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                let name = entry.file_name();
+                match name.to_str() {
+                    Some(name) if kind.is_dir() && name != TMP_DIR => {
+                        out.push(format!("{prefix}{name}/"));
+                    }
+                    _ => {}
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {

@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::LakeConfig;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod counting;
 mod fs;
 mod s3;
 
@@ -121,6 +124,41 @@ pub trait Store: Send + Sync + fmt::Debug {
                 is_latest: true,
             })
             .collect())
+    }
+    /// Every version and delete marker of exactly `key`.
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let mut versions = self.list_versions(key).await?;
+        versions.retain(|v| v.key == key);
+        Ok(versions)
+    }
+    /// The "directories" right below `prefix` (which ends with `/`): each
+    /// distinct `prefix + segment + "/"` of a key or version under it,
+    /// sorted. One cheap request on S3, whatever lies below them.
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut dirs: Vec<String> = self
+            .list_versions(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|v| {
+                let rest = v.key.strip_prefix(prefix)?;
+                let (segment, _) = rest.split_once('/')?;
+                Some(format!("{prefix}{segment}/"))
+            })
+            .collect();
+        dirs.dedup();
+        Ok(dirs)
+    }
+    /// The versions under `prefix` whose key sorts below `below`, sorted by
+    /// key. The listing stops at `below`, so its cost follows what it
+    /// returns, not what else lies under the prefix.
+    async fn list_versions_below(
+        &self,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<ObjectVersion>, StoreError> {
+        let mut versions = self.list_versions(prefix).await?;
+        versions.retain(|v| v.key.as_str() < below);
+        Ok(versions)
     }
     /// Remove these versions for good (a `None` version id: the object).
     async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {

@@ -95,7 +95,46 @@ impl S3Store {
         })
     }
 
-    pub fn client(&self) -> &Client {
+    /// Replace the bucket's lifecycle rules.
+    pub async fn put_lifecycle(
+        &self,
+        config: aws_sdk_s3::types::BucketLifecycleConfiguration,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .map_err(|e| err("put_lifecycle", &self.bucket, e))?;
+        Ok(())
+    }
+
+    /// The bucket's lifecycle rules (none when it has no configuration).
+    pub async fn lifecycle(&self) -> Result<Vec<aws_sdk_s3::types::LifecycleRule>, StoreError> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.rules().to_vec()),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("NoSuchLifecycleConfiguration") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(err("lifecycle", &self.bucket, e)),
+        }
+    }
+
+    /// The raw SDK client, for tests that look at what a store call left
+    /// behind (headers, versions) beyond the `Store` interface.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn sdk_client(&self) -> &Client {
         &self.client
     }
 
@@ -136,6 +175,78 @@ impl S3Store {
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Every version and delete marker under `prefix`, sorted by key; with
+    /// `below`, only keys sorting below it, and no page past it is asked for.
+    async fn versions(
+        &self,
+        prefix: &str,
+        below: Option<&str>,
+    ) -> Result<Vec<ObjectVersion>, StoreError> {
+        validate_prefix(prefix)?;
+        let below_full = below.map(|b| self.full(b));
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(self.full(prefix))
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| err("list_versions", prefix, e))?;
+            let strip = |k: Option<&str>| {
+                k.and_then(|k| k.strip_prefix(&self.prefix))
+                    .map(str::to_owned)
+            };
+            // "null" is S3's id for a version written while the bucket was
+            // unversioned: kept, so a purge names it (a plain delete on a
+            // versioned bucket would only hide it behind a marker).
+            let version = |v: Option<&str>| v.map(str::to_owned);
+            for v in page.versions() {
+                let Some(key) = strip(v.key()) else { continue };
+                out.push(ObjectVersion {
+                    key,
+                    version_id: version(v.version_id()),
+                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    delete_marker: false,
+                    is_latest: v.is_latest() == Some(true),
+                });
+            }
+            for m in page.delete_markers() {
+                let Some(key) = strip(m.key()) else { continue };
+                out.push(ObjectVersion {
+                    key,
+                    version_id: version(m.version_id()),
+                    size: 0,
+                    delete_marker: true,
+                    is_latest: m.is_latest() == Some(true),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+            // Keys come in order: the next page starts past `below`.
+            if let (Some(next), Some(below)) = (&key_marker, &below_full)
+                && next >= below
+            {
+                break;
+            }
+        }
+        if let Some(below) = below {
+            out.retain(|v| v.key.as_str() < below);
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     /// DeleteObjects in S3's batches of at most 1000 keys.
@@ -348,7 +459,22 @@ impl Store for S3Store {
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        self.versions(prefix, None).await
+    }
+
+    async fn list_versions_below(
+        &self,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<ObjectVersion>, StoreError> {
+        validate_prefix(below)?;
+        self.versions(prefix, Some(below)).await
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         validate_prefix(prefix)?;
+        // Versions, not objects: a partition holding only old versions or
+        // delete markers is still data to purge.
         let mut out = Vec::new();
         let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
         loop {
@@ -357,39 +483,18 @@ impl Store for S3Store {
                 .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(self.full(prefix))
+                .delimiter("/")
                 .set_key_marker(key_marker.take())
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| err("list_versions", prefix, e))?;
-            let strip = |k: Option<&str>| {
-                k.and_then(|k| k.strip_prefix(&self.prefix))
-                    .map(str::to_owned)
-            };
-            // "null" is S3's id for a version written while the bucket was
-            // unversioned: kept, so a purge names it (a plain delete on a
-            // versioned bucket would only hide it behind a marker).
-            let version = |v: Option<&str>| v.map(str::to_owned);
-            for v in page.versions() {
-                let Some(key) = strip(v.key()) else { continue };
-                out.push(ObjectVersion {
-                    key,
-                    version_id: version(v.version_id()),
-                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                    delete_marker: false,
-                    is_latest: v.is_latest() == Some(true),
-                });
-            }
-            for m in page.delete_markers() {
-                let Some(key) = strip(m.key()) else { continue };
-                out.push(ObjectVersion {
-                    key,
-                    version_id: version(m.version_id()),
-                    size: 0,
-                    delete_marker: true,
-                    is_latest: m.is_latest() == Some(true),
-                });
-            }
+                .map_err(|e| err("list_dirs", prefix, e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix()?.strip_prefix(&self.prefix))
+                    .map(str::to_owned),
+            );
             if page.is_truncated() != Some(true) {
                 break;
             }
@@ -399,7 +504,8 @@ impl Store for S3Store {
                 break;
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -1,0 +1,118 @@
+//! A store that counts the listing requests it is asked for, as S3 would
+//! bill them (one request per page of up to 1000 keys): how the sweeper's
+//! tests and benchmark measure what a pass costs.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ObjectInfo, ObjectVersion, PutOptions, SharedStore, Store, StoreError};
+
+/// S3's page size for listings.
+const PAGE: usize = 1000;
+
+#[derive(Debug)]
+pub struct Counting {
+    inner: SharedStore,
+    requests: AtomicU64,
+    listings: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Counting {
+    pub fn new(inner: SharedStore) -> Self {
+        Self {
+            inner,
+            requests: AtomicU64::new(0),
+            listings: Mutex::default(),
+        }
+    }
+
+    /// Listing requests since the last [`Counting::reset`].
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every listing asked for since the last reset: (operation, prefix).
+    pub fn listings(&self) -> Vec<(&'static str, String)> {
+        self.listings.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn reset(&self) {
+        self.requests.store(0, Ordering::SeqCst);
+        if let Ok(mut l) = self.listings.lock() {
+            l.clear();
+        }
+    }
+
+    fn note(&self, op: &'static str, prefix: &str, returned: usize) {
+        let pages = returned.div_ceil(PAGE).max(1) as u64;
+        self.requests.fetch_add(pages, Ordering::SeqCst);
+        if let Ok(mut l) = self.listings.lock() {
+            l.push((op, prefix.to_owned()));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+        self.inner.put(key, data, opts).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let out = self.inner.list(prefix).await?;
+        self.note("list", prefix, out.len());
+        Ok(out)
+    }
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete(keys).await
+    }
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let out = self.inner.list_versions(prefix).await?;
+        self.note("list_versions", prefix, out.len());
+        Ok(out)
+    }
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let out = self.inner.versions_of(key).await?;
+        self.note("versions_of", key, out.len());
+        Ok(out)
+    }
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let out = self.inner.list_dirs(prefix).await?;
+        self.note("list_dirs", prefix, out.len());
+        Ok(out)
+    }
+    async fn list_versions_below(
+        &self,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<ObjectVersion>, StoreError> {
+        let out = self.inner.list_versions_below(prefix, below).await?;
+        self.note("list_versions_below", prefix, out.len());
+        Ok(out)
+    }
+    async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        self.inner.purge(versions).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn stale_scratch(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.stale_scratch().await
+    }
+    async fn remove_stale_scratch(&self) -> Result<usize, StoreError> {
+        self.inner.remove_stale_scratch().await
+    }
+}
