@@ -28,6 +28,9 @@ pub struct AuditReport {
     pub bytes: u64,
     /// Receipt time of the oldest object still stored.
     pub oldest: Option<DateTime<Utc>>,
+    /// How far past its expiry the most overdue object is, in seconds: the
+    /// worst purge lateness the audit can see (0 when nothing is overdue).
+    pub worst_lateness_seconds: i64,
     pub violations: Vec<Violation>,
 }
 
@@ -41,11 +44,12 @@ impl fmt::Display for AuditReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "audit at {}: {} objects, {} bytes, oldest received {}",
+            "audit at {}: {} objects, {} bytes, oldest received {}, worst lateness {}",
             self.at.to_rfc3339(),
             self.objects,
             self.bytes,
-            self.oldest.map_or_else(|| "-".into(), |t| t.to_rfc3339())
+            self.oldest.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+            humanize(chrono::Duration::seconds(self.worst_lateness_seconds))
         )?;
         for v in &self.violations {
             match v {
@@ -85,6 +89,7 @@ pub async fn audit(
         objects: 0,
         bytes: 0,
         oldest: None,
+        worst_lateness_seconds: 0,
         violations: Vec::new(),
     };
     // The whole store, not only the known areas: data under an unknown
@@ -99,6 +104,9 @@ pub async fn audit(
                 report.oldest = Some(report.oldest.map_or(received, |o| o.min(received)));
                 let expired_at = layout.expires_at(parsed.id);
                 if expired_at <= now {
+                    report.worst_lateness_seconds = report
+                        .worst_lateness_seconds
+                        .max((now - expired_at).num_seconds());
                     report.violations.push(Violation::Expired {
                         key: obj.key,
                         expired_at,
@@ -119,4 +127,44 @@ pub async fn audit(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use chrono::TimeZone;
+    use lake::{
+        ImageId, layout,
+        store::{FsStore, PutOptions},
+    };
+
+    use super::*;
+
+    /// The audit names how late the most overdue object is.
+    #[tokio::test]
+    async fn reports_the_worst_lateness_it_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let week = chrono::Duration::days(7);
+        let late = ImageId::new(now - week - chrono::Duration::minutes(90));
+        let less_late = ImageId::new(now - week - chrono::Duration::minutes(5));
+        let kept = ImageId::new(now - chrono::Duration::days(1));
+        for id in [late, less_late, kept] {
+            let key = layout::raw_key(id);
+            store
+                .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let report = audit(&store, Layout::new(week), None, now).await.unwrap();
+        assert_eq!(report.worst_lateness_seconds, 90 * 60);
+        assert_eq!(report.violations.len(), 2);
+        assert!(
+            report.to_string().contains("worst lateness 0d 1h 30m"),
+            "{report}"
+        );
+    }
 }
