@@ -27,6 +27,7 @@ use lake::Store;
 
 use crate::common::{self, Imgpipe};
 
+mod restart;
 mod secure;
 mod telemetry;
 

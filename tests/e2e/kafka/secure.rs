@@ -18,7 +18,7 @@ const USER: &str = "imgpipe";
 const PASSWORD: &str = "scram-secret-for-the-test";
 
 /// tansu (from `.ci/run`), socat and openssl; `None` skips (fails in CI).
-fn tools() -> Option<String> {
+pub(super) fn tools() -> Option<String> {
     let tansu = std::env::var("IMGPIPE_TEST_TANSU")
         .ok()
         .filter(|t| !t.is_empty());
@@ -43,7 +43,7 @@ fn tools() -> Option<String> {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -78,7 +78,13 @@ impl Drop for Servers {
     }
 }
 
-fn tansu(bin: &str, dir: &Path, port: u16, advertised: &str, authentication: bool) -> Child {
+pub(super) fn tansu(
+    bin: &str,
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    authentication: bool,
+) -> Child {
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir)
         .args([
