@@ -69,18 +69,38 @@ pub async fn erase(
             id,
         ));
     }
-    // Each record's expiry marker goes too (the kept dedup record gets
-    // its marker back below).
+    // The dedup record is rewritten first, holding only "erased": a client
+    // retry or a Kafka redelivery under its key must find the image erased,
+    // not store it again under a new id — also when this erasure is cut
+    // short below and run again without the recorded event to name it.
+    let dedup = event.as_ref().and_then(index::dedup_record_key);
+    if let Some(key) = &dedup {
+        index::put_record(
+            store,
+            key,
+            bytes::Bytes::from_static(index::ERASED.as_bytes()),
+            &PutOptions::default(),
+        )
+        .await?;
+    }
+    // Each record's expiry marker goes too, except the dedup record's.
     let markers: Vec<String> = keys
         .iter()
         .filter_map(|k| layout::expiry_marker_key(k))
         .collect();
     keys.extend(markers);
+    let kept: Vec<String> = dedup
+        .iter()
+        .flat_map(|k| [k.clone()].into_iter().chain(layout::expiry_marker_key(k)))
+        .collect();
     let mut doomed: Vec<ObjectVersion> = derived;
     for key in &keys {
         doomed.extend(erasure::versions_of(store, key).await?);
     }
-    // Objects that held the image's data; markers hold none.
+    // The rewritten dedup record and its marker stay; their older versions
+    // (which hold the image's hash) go.
+    doomed.retain(|v| !(v.is_latest && !v.delete_marker && kept.contains(&v.key)));
+    // Objects that held the image's data; markers and the kept record hold none.
     let objects = doomed
         .iter()
         .filter(|v| v.is_latest && !v.delete_marker)
@@ -89,25 +109,98 @@ pub async fn erase(
     if !doomed.is_empty() {
         store.purge(&doomed).await?;
     }
-    // The dedup record comes back holding only "erased": a client retry or
-    // a Kafka redelivery under its key must find the image erased, not
-    // store it again under a new id.
-    if let Some(key) = event.as_ref().and_then(index::dedup_record_key) {
-        index::put_record(
-            store,
-            &key,
-            bytes::Bytes::from_static(index::ERASED.as_bytes()),
-            &PutOptions::default(),
-        )
-        .await?;
-    }
     let rows = erasure::scrub_partition(store, id).await?;
     erasure::purge_key(store, &raw_key).await?;
     let report = ErasureReport {
-        objects: objects + usize::from(raw),
+        // The dedup record counts: its hash is gone, rewritten to "erased".
+        objects: objects + usize::from(raw) + usize::from(dedup.is_some()),
         rows,
     };
     tracing::info!(%id, objects = report.objects, rows = report.rows, "erased");
     crate::telemetry::erased();
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use lake::{
+        ImageReceived, Source,
+        store::{FsStore, counting::Counting},
+    };
+
+    use super::*;
+
+    const DEDUP: &str = "kafka:images:key-1";
+
+    /// An image as admission leaves it: records, raw object, thumbnail.
+    async fn admitted(store: &SharedStore) -> ImageId {
+        let id = ImageId::new(chrono::Utc::now());
+        let opts = PutOptions::default();
+        let event = ImageReceived {
+            id,
+            raw_key: layout::raw_key(id),
+            source: Source::Kafka,
+            source_ref: Some("images/0/7".into()),
+            bytes: 1,
+            sha256: "ab".repeat(32),
+            content_type: "image/png".into(),
+            received_at: id.received_at(),
+            dedup_key: Some(DEDUP.into()),
+        };
+        index::record_dedup(store, DEDUP, id, &event.sha256, &opts)
+            .await
+            .unwrap();
+        index::record_event(store, &event, &opts).await.unwrap();
+        for key in [layout::raw_key(id), layout::thumb_key(id)] {
+            store
+                .put(&key, Bytes::from_static(b"x"), &opts)
+                .await
+                .unwrap();
+        }
+        index::record_content(store, &event.sha256, id, &opts)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// A crash after any write of an erasure, then the erasure again: no
+    /// byte of the image is left, and its dedup record stays, holding only
+    /// "erased", so a redelivery under its key is not stored again.
+    #[tokio::test]
+    async fn an_erasure_cut_short_anywhere_completes_when_run_again() {
+        for writes in 0..12 {
+            let dir = tempfile::tempdir().unwrap();
+            let plain: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+            let id = admitted(&plain).await;
+            let crashing: SharedStore =
+                Arc::new(Counting::new(plain.clone()).fail_writes_after(writes));
+            let now = chrono::Utc::now();
+            let first = erase(&crashing, id, now).await;
+            let again = erase(&plain, id, now).await.unwrap();
+            assert!(first.is_ok() || again.is_some(), "after {writes} writes");
+            let dedup = layout::idempotency_key(DEDUP, id);
+            let kept = [
+                layout::erased_key(id),
+                dedup.clone(),
+                layout::expiry_marker_key(&dedup).unwrap(),
+            ];
+            let left: Vec<String> = plain
+                .list("")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .filter(|k| !kept.contains(k))
+                .collect();
+            assert!(left.is_empty(), "after {writes} writes: {left:?}");
+            assert_eq!(
+                plain.get(&dedup).await.unwrap().as_deref(),
+                Some(index::ERASED.as_bytes()),
+                "after {writes} writes the dedup record is gone or still holds the hash"
+            );
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! A store that counts the listing requests it is asked for, as S3 would
 //! bill them (one request per page of up to 1000 keys): how the sweeper's
-//! tests and benchmark measure what a pass costs.
+//! tests and benchmark measure what a pass costs. It can also fail every
+//! write after the first few, as a crash between two writes would leave
+//! the lake.
 
 use std::sync::{
     Mutex,
@@ -20,6 +22,8 @@ pub struct Counting {
     inner: SharedStore,
     requests: AtomicU64,
     listings: Mutex<Vec<(&'static str, String)>>,
+    /// Writes (put, delete, purge) still allowed; `None`: all of them.
+    writes_left: Mutex<Option<u64>>,
 }
 
 impl Counting {
@@ -28,6 +32,29 @@ impl Counting {
             inner,
             requests: AtomicU64::new(0),
             listings: Mutex::default(),
+            writes_left: Mutex::new(None),
+        }
+    }
+
+    /// Let `n` more writes through, then fail every one.
+    pub fn fail_writes_after(self, n: u64) -> Self {
+        if let Ok(mut left) = self.writes_left.lock() {
+            *left = Some(n);
+        }
+        self
+    }
+
+    fn write(&self, op: &'static str, key: &str) -> Result<(), StoreError> {
+        let Ok(mut left) = self.writes_left.lock() else {
+            return Ok(());
+        };
+        match left.as_mut() {
+            Some(0) => Err(StoreError::backend(op, key, "injected failure")),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -63,6 +90,7 @@ impl Store for Counting {
         self.inner.location()
     }
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+        self.write("put", key)?;
         self.inner.put(key, data, opts).await
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
@@ -77,6 +105,7 @@ impl Store for Counting {
         Ok(out)
     }
     async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.write("delete", keys.first().map_or("", String::as_str))?;
         self.inner.delete(keys).await
     }
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
@@ -104,6 +133,7 @@ impl Store for Counting {
         Ok(out)
     }
     async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        self.write("purge", versions.first().map_or("", |v| v.key.as_str()))?;
         self.inner.purge(versions).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
