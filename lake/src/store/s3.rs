@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_sdk_s3::{
     Client,
     error::DisplayErrorContext,
+    operation::list_object_versions::ListObjectVersionsOutput,
     primitives::ByteStream,
     types::{Delete, ObjectIdentifier},
 };
@@ -19,6 +20,9 @@ use super::{
     ObjectInfo, ObjectVersion, PutOptions, Store, StoreError, validate_key, validate_prefix,
 };
 use crate::config::S3Config;
+
+/// Where a ListObjectVersions page starts: key marker, version id marker.
+type Markers = (Option<String>, Option<String>);
 
 /// S3's limit for one DeleteObjects request.
 const DELETE_BATCH: usize = 1000;
@@ -177,6 +181,37 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
+    /// One page of ListObjectVersions starting at `from`, and where the next
+    /// page starts (none after the last).
+    async fn version_page(
+        &self,
+        op: &'static str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        from: Markers,
+    ) -> Result<(ListObjectVersionsOutput, Option<Markers>), StoreError> {
+        let page = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(self.full(prefix))
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_key_marker(from.0)
+            .set_version_id_marker(from.1)
+            .send()
+            .await
+            .map_err(|e| err(op, prefix, e))?;
+        let next = (page.is_truncated() == Some(true))
+            .then(|| {
+                (
+                    page.next_key_marker().map(str::to_owned),
+                    page.next_version_id_marker().map(str::to_owned),
+                )
+            })
+            .filter(|(key, version)| key.is_some() || version.is_some());
+        Ok((page, next))
+    }
+
     /// Every version and delete marker under `prefix`, sorted by key; with
     /// `below`, only keys sorting below it, and no page past it is asked for.
     async fn versions(
@@ -187,18 +222,11 @@ impl S3Store {
         validate_prefix(prefix)?;
         let below_full = below.map(|b| self.full(b));
         let mut out = Vec::new();
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        let mut from = Markers::default();
         loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(self.full(prefix))
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| err("list_versions", prefix, e))?;
+            let (page, next) = self
+                .version_page("list_versions", prefix, None, from)
+                .await?;
             let strip = |k: Option<&str>| {
                 k.and_then(|k| k.strip_prefix(&self.prefix))
                     .map(str::to_owned)
@@ -227,20 +255,14 @@ impl S3Store {
                     is_latest: m.is_latest() == Some(true),
                 });
             }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() && version_marker.is_none() {
-                break;
-            }
+            let Some(next) = next else { break };
             // Keys come in order: the next page starts past `below`.
-            if let (Some(next), Some(below)) = (&key_marker, &below_full)
-                && next >= below
+            if let (Some(key), Some(below)) = (&next.0, &below_full)
+                && key >= below
             {
                 break;
             }
+            from = next;
         }
         if let Some(below) = below {
             out.retain(|v| v.key.as_str() < below);
@@ -476,33 +498,19 @@ impl Store for S3Store {
         // Versions, not objects: a partition holding only old versions or
         // delete markers is still data to purge.
         let mut out = Vec::new();
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        let mut from = Markers::default();
         loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(self.full(prefix))
-                .delimiter("/")
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| err("list_dirs", prefix, e))?;
+            let (page, next) = self
+                .version_page("list_dirs", prefix, Some("/"), from)
+                .await?;
             out.extend(
                 page.common_prefixes()
                     .iter()
                     .filter_map(|p| p.prefix()?.strip_prefix(&self.prefix))
                     .map(str::to_owned),
             );
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() && version_marker.is_none() {
-                break;
-            }
+            let Some(next) = next else { break };
+            from = next;
         }
         out.sort();
         out.dedup();
