@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,15 +32,42 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where and how the HTTP API listens.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain (`[api.tls] cert`);
+    /// read again on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (`[api.tls] key`).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ListenArgs {
+    /// The flags over the config file.
+    pub fn apply(self, config: &mut lake::Config) {
+        if let Some(addr) = self.listen {
+            config.api.listen = addr;
+        }
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.api.tls.cert = Some(cert);
+            config.api.tls.key = Some(key);
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole pipeline in one process: HTTP ingest, processor and
     /// sweeper, on the local filesystem lake unless `[lake.s3]` is set, and
     /// the Kafka bridge when `[kafka] brokers` is set.
     Up {
-        /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        listen: ListenArgs,
         /// Refuse to start when a Kafka topic could keep messages past retention.
         #[arg(long)]
         enforce_retention: bool,
@@ -48,9 +75,8 @@ pub enum Command {
     /// Distributed mode: the HTTP API alone, publishing `ImageReceived` to
     /// the events topic (needs `[kafka] brokers`).
     Serve {
-        /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        listen: ListenArgs,
     },
     /// The Kafka bridge alone: `[kafka] topic` → the lake, events to
     /// `[kafka] events_topic` for `imgpipe process`.

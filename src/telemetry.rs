@@ -27,7 +27,16 @@ pub fn init_logging(format: LogFormat) {
 
 /// The recorder for every later `metrics::` call, rendered at `/metrics`.
 pub fn metrics_recorder() -> Result<PrometheusHandle> {
+    // Histograms (not summaries), so latencies aggregate across tasks.
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                3600.0,
+            ],
+        )
+        .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     ingest_api::telemetry::describe();

@@ -1,9 +1,11 @@
 //! Who is calling and what they may do. A key arrives as
 //! `Authorization: Bearer <key>` (or `X-Api-Key`); only its SHA-256 is
-//! configured, and digests are compared to digests. Each key maps to a
-//! policy principal (whose view every read goes through) and a set of
-//! permissions (which every route checks). With no keys configured the API
-//! is open, and then only binds loopback (see config).
+//! configured, and digests are compared to digests. A JWT from the web
+//! app's identity provider arrives the same way (see [`crate::jwt`]). Each
+//! caller maps to a policy principal (whose view every read goes through)
+//! and a set of permissions (which every route checks). With no keys and no
+//! token issuer configured the API is open, and then only binds loopback
+//! (see config).
 
 use std::sync::Arc;
 
@@ -24,6 +26,9 @@ pub struct Caller {
     /// The policy principal whose view this caller reads through.
     pub principal: String,
     permissions: Vec<Permission>,
+    /// Who exactly (a key's digest prefix or a token's subject): what the
+    /// per-caller rate limit counts, and what logs name.
+    pub identity: String,
 }
 
 impl Caller {
@@ -67,25 +72,31 @@ impl Keys {
                     caller: Caller {
                         principal: k.principal.clone(),
                         permissions: k.permissions.clone(),
+                        identity: format!("key:{}", &hex::encode(digest)[..16]),
                     },
                 })
             })
             .collect();
         // The deprecated plain list: upload, read and metrics, never erase.
-        entries.extend(cfg.api_keys.iter().map(|k| Entry {
-            digest: Sha256::digest(k.as_bytes()).into(),
-            caller: Caller {
-                principal: cfg.key_principals.get(k).unwrap_or(&cfg.principal).clone(),
-                permissions: vec![
-                    Permission::ImagesWrite,
-                    Permission::ImagesRead,
-                    Permission::MetricsRead,
-                ],
-            },
+        entries.extend(cfg.api_keys.iter().map(|k| {
+            let digest: [u8; 32] = Sha256::digest(k.as_bytes()).into();
+            Entry {
+                digest,
+                caller: Caller {
+                    principal: cfg.key_principals.get(k).unwrap_or(&cfg.principal).clone(),
+                    permissions: vec![
+                        Permission::ImagesWrite,
+                        Permission::ImagesRead,
+                        Permission::MetricsRead,
+                    ],
+                    identity: format!("key:{}", &hex::encode(digest)[..16]),
+                },
+            }
         }));
         let open = (!cfg.has_keys()).then(|| Caller {
             principal: cfg.principal.clone(),
             permissions: Permission::ALL.to_vec(),
+            identity: "open".into(),
         });
         Self { entries, open }
     }
@@ -108,22 +119,58 @@ pub async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let caller = match &state.keys.open {
-        Some(open) => Some(open.clone()),
-        None => presented(request.headers()).and_then(|k| state.keys.find(k).cloned()),
+    let caller = match identify(&state, request.headers()).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
-    match caller {
-        Some(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ApiErrorCode::Unauthorized,
-            "a valid API key is required",
-        )
-        .into_response(),
+    if let Some(limiter) = &state.limits.per_principal
+        && let Err(e) = limiter.check(&caller.identity)
+    {
+        return e.into_response();
     }
+    tracing::Span::current().record("caller", caller.identity.as_str());
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(open) = &state.keys.open {
+        return Ok(open.clone());
+    }
+    let unauthorized = |detail: String| {
+        ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, detail)
+    };
+    let presented = presented(headers)
+        .ok_or_else(|| unauthorized("a valid API key or token is required".into()))?;
+    // A JWT is three base64url parts; an API key never has a dot.
+    if let Some(verifier) = &state.jwt
+        && presented.matches('.').count() == 2
+    {
+        let token = verifier
+            .verify(presented)
+            .await
+            .map_err(|e| unauthorized(e.to_string()))?;
+        if state.policy.principal(&token.principal).is_err() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ApiErrorCode::Forbidden,
+                format!(
+                    "the token's principal {:?} is not in the policy",
+                    token.principal
+                ),
+            ));
+        }
+        return Ok(Caller {
+            identity: format!("sub:{}", token.subject),
+            principal: token.principal,
+            permissions: token.permissions,
+        });
+    }
+    state
+        .keys
+        .find(presented)
+        .cloned()
+        .ok_or_else(|| unauthorized("a valid API key or token is required".into()))
 }
 
 fn presented(headers: &HeaderMap) -> Option<&str> {

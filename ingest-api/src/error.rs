@@ -23,11 +23,13 @@ pub enum ApiErrorCode {
     InvalidCursor,
     InvalidId,
     InvalidIdempotencyKey,
+    InvalidJson,
     InvalidQuery,
     InvalidSha256,
     MethodNotAllowed,
     NoFiles,
     NotFound,
+    RateLimited,
     ShuttingDown,
     StorageUnavailable,
     Timeout,
@@ -35,10 +37,11 @@ pub enum ApiErrorCode {
     TooManyFiles,
     Unauthorized,
     UnsupportedMediaType,
+    UploadIncomplete,
 }
 
 impl ApiErrorCode {
-    pub const ALL: [ApiErrorCode; 23] = [
+    pub const ALL: [ApiErrorCode; 26] = [
         Self::AccessDenied,
         Self::BadMultipart,
         Self::BodyReadFailed,
@@ -50,11 +53,13 @@ impl ApiErrorCode {
         Self::InvalidCursor,
         Self::InvalidId,
         Self::InvalidIdempotencyKey,
+        Self::InvalidJson,
         Self::InvalidQuery,
         Self::InvalidSha256,
         Self::MethodNotAllowed,
         Self::NoFiles,
         Self::NotFound,
+        Self::RateLimited,
         Self::ShuttingDown,
         Self::StorageUnavailable,
         Self::Timeout,
@@ -62,6 +67,7 @@ impl ApiErrorCode {
         Self::TooManyFiles,
         Self::Unauthorized,
         Self::UnsupportedMediaType,
+        Self::UploadIncomplete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,11 +83,13 @@ impl ApiErrorCode {
             Self::InvalidCursor => "invalid_cursor",
             Self::InvalidId => "invalid_id",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::InvalidJson => "invalid_json",
             Self::InvalidQuery => "invalid_query",
             Self::InvalidSha256 => "invalid_sha256",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NoFiles => "no_files",
             Self::NotFound => "not_found",
+            Self::RateLimited => "rate_limited",
             Self::ShuttingDown => "shutting_down",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Timeout => "timeout",
@@ -89,6 +97,7 @@ impl ApiErrorCode {
             Self::TooManyFiles => "too_many_files",
             Self::Unauthorized => "unauthorized",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UploadIncomplete => "upload_incomplete",
         }
     }
 }
@@ -105,6 +114,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ApiErrorCode,
     pub detail: String,
+    /// Seconds to send as `Retry-After` (429); 503 always says 2.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -113,6 +124,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -166,12 +178,15 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": self.code.as_str(), "detail": self.detail })),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Nothing was accepted; the client should come back shortly.
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("2"),
-            );
+        // Nothing was accepted; the client should come back shortly.
+        let retry_after = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(2),
+            _ => self.retry_after,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         if matches!(
             self.status,

@@ -6,9 +6,16 @@
 //! `{"error": "<stable code>", "detail": "<text>"}`.
 
 mod auth;
+mod direct;
 mod error;
+pub mod jwt;
 mod listing;
+pub mod openapi;
+mod page;
+mod rate_limit;
+mod request_id;
 mod routes;
+pub mod server;
 mod status;
 pub mod telemetry;
 mod upload;
@@ -42,9 +49,18 @@ pub struct AppState {
     /// The lake's one way in, shared with every other source.
     admission: lake::admission::Admission,
     upload_slots: tokio::sync::Semaphore,
+    /// Bearer tokens from the identity provider, when configured.
+    jwt: Option<jwt::Verifier>,
+    limits: rate_limit::Limits,
+    /// Signs the filesystem lake's direct-upload URLs.
+    url_signer: direct::UrlSigner,
+    /// Where browsers PUT direct uploads on an S3 lake (for the page's
+    /// content security policy).
+    upload_origin: Option<String>,
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: &Config,
         store: SharedStore,
@@ -53,6 +69,7 @@ impl AppState {
         inflight: InFlight,
         policy: policies::Policy,
         metrics: Option<PrometheusHandle>,
+        jwt: Option<jwt::Verifier>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store: store.clone(),
@@ -71,18 +88,61 @@ impl AppState {
             keys: auth::Keys::from_config(&cfg.api),
             metrics,
             upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
+            jwt,
+            limits: rate_limit::Limits::from_config(&cfg.api.rate_limit),
+            url_signer: direct::UrlSigner::random(),
+            upload_origin: cfg.lake.s3.as_ref().map(|s3| match &s3.endpoint {
+                Some(endpoint) => origin_of(endpoint),
+                None => "https://*.amazonaws.com".into(),
+            }),
         })
     }
 }
 
-/// Serve `app` (usually [`router`], perhaps with routes added) until
-/// `shutdown` resolves, then finish the requests in progress.
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            format!("{scheme}://{authority}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The body of a JSON request: 415 unless it says JSON, 400 unless it is
+/// the JSON asked for.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiErrorCode::UnsupportedMediaType,
+            "send the request body as application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(ApiErrorCode::InvalidJson, format!("the body: {e}")))
+}
+
+/// Serve `app` (usually [`router`]) on plain TCP until `shutdown`
+/// resolves, then finish the requests in progress. See
+/// [`server::serve`] for TLS.
 pub async fn run(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let options = server::ServeOptions {
+        tls: None,
+        header_read_timeout: std::time::Duration::from_secs(10),
+    };
+    server::serve(listener, app, options, shutdown).await
 }

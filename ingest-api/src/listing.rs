@@ -26,23 +26,66 @@ use crate::{
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImagesQuery {
+    /// Find the live images with exactly these bytes (64 hex digits);
+    /// the other parameters are then ignored.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: Option<String>,
+    /// RFC 3339; default: the start of the retention period.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// RFC 3339, exclusive; default: now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `http` or `kafka`.
+    #[param(pattern = "^(http|kafka)$")]
     source: Option<String>,
+    /// `received`, `processed` or `quarantined`.
     status: Option<String>,
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")]
     cursor: Option<String>,
 }
 
+/// A page of metadata rows, as the caller's principal sees them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImagePage {
+    /// Rows (listing) or image statuses (`sha256` lookup).
+    #[schema(value_type = Vec<Object>)]
+    pub images: Vec<Value>,
+    #[schema(value_type = Option<String>)]
+    pub next_cursor: Option<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "images",
+    params(ImagesQuery),
+    responses(
+        (status = 200, description = "Rows received in [from, to), oldest first; or, with sha256, the images with those bytes", body = ImagePage),
+        (status = 400, description = "A parameter is wrong", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Lacks images:read, or a column is not granted", body = crate::openapi::ErrorBody),
+        (status = 408, description = "Took longer than api.request_timeout", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn get_images(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ImagesQuery>,
+    query: Result<Query<ImagesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ImagesRead)?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(ApiErrorCode::InvalidQuery, e.body_text()))?;
     match &q.sha256 {
         Some(sha256) => by_content(&state, &caller, sha256).await,
         None => list(&state, &caller, q).await,
@@ -73,7 +116,7 @@ async fn by_content(
             Err(e) => return Err(e),
         }
     }
-    Ok(Json(json!({ "images": images })))
+    Ok(Json(json!({ "images": images, "next_cursor": null })))
 }
 
 fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::{ApiError, AppState, auth::Caller};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Received,
@@ -32,7 +32,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Received => "received",
             Status::Processing => "processing",
@@ -42,13 +42,15 @@ impl Status {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImageStatus {
+    #[schema(value_type = String, format = Uuid)]
     pub id: ImageId,
     pub status: Status,
     pub received_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// The metadata row as the caller's principal sees it (processed only).
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// `<code>: <short detail>` for a quarantined image. The script's own
     /// output stays in the quarantine record.

@@ -19,13 +19,14 @@ use lake::{
 };
 use serde::Serialize;
 
-use crate::{ApiError, AppState, auth::Caller, error::ApiErrorCode, status};
+use crate::{ApiError, AppState, auth::Caller, error::ApiErrorCode, request_id::RequestId, status};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
+    #[schema(value_type = String, format = Uuid)]
     pub id: ImageId,
     /// Stored by this request (not a retry's earlier image).
     #[serde(skip)]
@@ -35,17 +36,62 @@ pub struct Accepted {
     pub expires_at: DateTime<Utc>,
 }
 
-struct Upload {
-    data: Bytes,
-    /// Sniffed from the bytes by `check_image`.
-    format: ImageFormat,
-    /// The file name, for multipart parts that have one.
-    name: Option<String>,
+/// The answer to a multipart upload: one entry per file part.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AcceptedMany {
+    pub images: Vec<Accepted>,
 }
 
+/// What `POST /v1/images` answers: one image, or one per file part.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum UploadAnswer {
+    One(Accepted),
+    Many(AcceptedMany),
+}
+
+pub(crate) struct Upload {
+    pub data: Bytes,
+    /// Sniffed from the bytes by `check_image`.
+    pub format: ImageFormat,
+    /// The file name, for multipart parts that have one.
+    pub name: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/images",
+    tag = "images",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Retrying with the same key (same caller, same bytes) answers with the first image"),
+    ),
+    request_body(
+        description = "The image's bytes (any Content-Type), or multipart/form-data with one or more file parts",
+        content(
+            (Vec<u8> = "application/octet-stream"),
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/png"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Stored; processing follows (a multipart body answers one entry per file)", body = UploadAnswer),
+        (status = 400, description = "Empty body, bad multipart or Idempotency-Key", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Lacks images:write", body = crate::openapi::ErrorBody),
+        (status = 408, description = "Took longer than api.request_timeout", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A retry whose first image was erased", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Over max_upload_bytes or max_files_per_request", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not an image format imgpipe takes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with other bytes", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The lake is not answering, or the server is stopping", body = crate::openapi::ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ImagesWrite)?;
@@ -63,10 +109,11 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     if multipart {
-        let images = multipart_upload(&state, &caller, request, idempotency_key).await?;
+        let images =
+            multipart_upload(&state, &caller, request, idempotency_key, &request_id).await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "images": images })),
+            Json(UploadAnswer::Many(AcceptedMany { images })),
         )
             .into_response());
     }
@@ -77,8 +124,9 @@ pub async fn upload(
         format,
         name: None,
     };
-    let accepted = accept(&state, &caller, upload, idempotency_key).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    let dedup = idempotency_key.as_deref().map(|k| dedup_key(&caller, k));
+    let accepted = accept(&state, upload, dedup, idempotency_key, Some(request_id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(UploadAnswer::One(accepted))).into_response())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -139,9 +187,18 @@ async fn multipart_upload(
     caller: &Caller,
     request: Request,
     idempotency_key: Option<String>,
+    request_id: &str,
 ) -> Result<Vec<Accepted>, ApiError> {
     let mut stored = Vec::new();
-    let result = store_parts(state, caller, request, idempotency_key, &mut stored).await;
+    let result = store_parts(
+        state,
+        caller,
+        request,
+        idempotency_key,
+        request_id,
+        &mut stored,
+    )
+    .await;
     if result.is_err() {
         for accepted in &stored {
             // Only what this request made: a retried key's earlier image stays.
@@ -161,6 +218,7 @@ async fn store_parts(
     caller: &Caller,
     request: Request,
     idempotency_key: Option<String>,
+    request_id: &str,
     stored: &mut Vec<Accepted>,
 ) -> Result<(), ApiError> {
     let cfg = &state.config;
@@ -209,7 +267,8 @@ async fn store_parts(
             name: Some(name),
         };
         let key = idempotency_key.as_ref().map(|k| format!("{k}#{index}"));
-        stored.push(accept(state, caller, upload, key).await?);
+        let dedup = key.as_deref().map(|k| dedup_key(caller, k));
+        stored.push(accept(state, upload, dedup, key, Some(request_id.to_owned())).await?);
     }
     if stored.is_empty() {
         return Err(ApiError::bad_request(
@@ -221,7 +280,7 @@ async fn store_parts(
 }
 
 /// Empty → 400; not an image we take (by magic bytes) → 415.
-fn check_image(data: &[u8]) -> Result<ImageFormat, ApiError> {
+pub(crate) fn check_image(data: &[u8]) -> Result<ImageFormat, ApiError> {
     if data.is_empty() {
         return Err(ApiError::bad_request(
             ApiErrorCode::EmptyBody,
@@ -253,22 +312,25 @@ fn name_part(mut e: ApiError, index: usize, name: &str) -> ApiError {
 }
 
 /// Store one image through the lake's one admission path; a repeated
-/// idempotency key (same principal, same bytes) answers with the first
-/// image and completes whatever a crash left of it.
-async fn accept(
+/// dedup key (same principal and client key, or the same direct upload;
+/// same bytes) answers with the first image and completes whatever a crash
+/// left of it.
+pub(crate) async fn accept(
     state: &AppState,
-    caller: &Caller,
     upload: Upload,
-    idempotency_key: Option<String>,
+    dedup_key: Option<String>,
+    client_ref: Option<String>,
+    request_id: Option<String>,
 ) -> Result<Accepted, ApiError> {
     let bytes = upload.data.len() as u64;
     let incoming = Incoming {
         data: upload.data,
         format: upload.format,
         source: Source::Http,
-        source_ref: upload.name.or_else(|| idempotency_key.clone()),
-        dedup_key: idempotency_key.as_deref().map(|k| dedup_key(caller, k)),
+        source_ref: upload.name.or(client_ref),
+        dedup_key,
         on_reuse: Reuse::Refuse,
+        request_id,
     };
     // Embedded: raw is durable before the event is emitted, so if the
     // processor is gone the next start's reconciliation picks the image
@@ -283,23 +345,33 @@ async fn accept(
         ),
         e => ApiError::unavailable(e),
     })?;
-    let id = admitted.id();
-    let status = match admitted {
-        Admitted::New(_) => {
+    match admitted {
+        Admitted::New(id) => {
             crate::telemetry::accepted(bytes);
-            status::Status::Received
+            Ok(Accepted {
+                id,
+                new: true,
+                status: status::Status::Received,
+                received_at: id.received_at(),
+                expires_at: state.layout.expires_at(id),
+            })
         }
-        Admitted::Again(_) => status::current(state, id).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                ApiErrorCode::Erased,
-                format!("the image this Idempotency-Key stored, {id}, was erased"),
-            )
-        })?,
-    };
+        Admitted::Again(id) => accepted_again(state, id).await,
+    }
+}
+
+/// The answer to a retry: the first image, as it is now (409 if erased).
+pub(crate) async fn accepted_again(state: &AppState, id: ImageId) -> Result<Accepted, ApiError> {
+    let status = status::current(state, id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            ApiErrorCode::Erased,
+            format!("the image this retry stored first, {id}, was erased"),
+        )
+    })?;
     Ok(Accepted {
         id,
-        new: matches!(admitted, Admitted::New(_)),
+        new: false,
         status,
         received_at: id.received_at(),
         expires_at: state.layout.expires_at(id),

@@ -57,6 +57,7 @@ impl Intake {
                 source_ref: Some(source_ref.to_owned()),
                 dedup_key: Some(dedup_key.to_owned()),
                 on_reuse: Reuse::NewImage,
+                request_id: None,
             })
             .await?;
         Ok(match admitted {

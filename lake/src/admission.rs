@@ -41,6 +41,8 @@ pub struct Incoming {
     /// the source has one.
     pub dedup_key: Option<String>,
     pub on_reuse: Reuse,
+    /// The HTTP request's id, carried into the processor's logs.
+    pub request_id: Option<String>,
 }
 
 /// The same dedup key with other bytes.
@@ -167,6 +169,7 @@ impl Admission {
             content_type: incoming.format.mime().to_owned(),
             received_at: id.received_at(),
             dedup_key: incoming.dedup_key,
+            request_id: incoming.request_id,
         };
         let new = matches!(admitted, Admitted::New(_));
         if new || index::recorded_event(&self.store, id).await?.is_none() {
@@ -311,6 +314,7 @@ mod tests {
             source_ref: None,
             dedup_key: key.map(str::to_owned),
             on_reuse,
+            request_id: None,
         }
     }
 

@@ -10,6 +10,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod web;
+pub use web::{
+    CorsConfig, DirectUploadConfig, JWT_ALGORITHMS, JwtConfig, RateLimitConfig, TlsConfig,
+};
+
 /// `IMGPIPE_KAFKA_<KEY>` short forms (`IMGPIPE_KAFKA_BROKERS`, …).
 const KAFKA_ENV_KEYS: &[&str] = &[
     "brokers",
@@ -28,6 +33,13 @@ const KAFKA_ENV_KEYS: &[&str] = &[
 /// only through the environment (ECS task definitions): read like the
 /// file, before the `IMGPIPE_<SECTION>__<KEY>` overrides.
 pub const CONFIG_TOML_ENV: &str = "IMGPIPE_CONFIG_TOML";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "api.api_keys",
+    "api.cors.allowed_origins",
+    "kafka.claim_check_allow",
+];
 
 const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -152,12 +164,21 @@ pub struct ApiConfig {
     pub key_principals: std::collections::BTreeMap<String, String>,
     /// The policy file; unset means the shipped `policies/default.toml`.
     pub policy: Option<PathBuf>,
+    /// Longest wait for a request's headers (slow-client protection).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub cors: CorsConfig,
+    /// Bearer tokens from an identity provider; unset: API keys only.
+    pub jwt: Option<JwtConfig>,
+    pub rate_limit: RateLimitConfig,
+    pub tls: TlsConfig,
+    pub direct_uploads: DirectUploadConfig,
 }
 
 impl ApiConfig {
     /// Does the API check callers at all?
     pub fn has_keys(&self) -> bool {
-        !self.keys.is_empty() || !self.api_keys.is_empty()
+        !self.keys.is_empty() || !self.api_keys.is_empty() || self.jwt.is_some()
     }
 }
 
@@ -174,6 +195,12 @@ impl Default for ApiConfig {
             principal: "analyst".into(),
             key_principals: Default::default(),
             policy: None,
+            header_read_timeout: Duration::from_secs(10),
+            cors: CorsConfig::default(),
+            jwt: None,
+            rate_limit: RateLimitConfig::default(),
+            tls: TlsConfig::default(),
+            direct_uploads: DirectUploadConfig::default(),
         }
     }
 }
@@ -558,7 +585,7 @@ impl Config {
                     .then(|| (format!("kafka.{key}"), v))
             })
             .map(|(k, v)| {
-                let value = if k == "api.api_keys" || k == "kafka.claim_check_allow" {
+                let value = if LIST_KEYS.contains(&k.as_str()) {
                     config::Value::from(v.split(',').map(str::to_owned).collect::<Vec<_>>())
                 } else {
                     config::Value::from(v)
@@ -630,6 +657,16 @@ impl Config {
                 ));
             }
         }
+        if self.api.header_read_timeout.is_zero() {
+            return bad("api.header_read_timeout must be positive".into());
+        }
+        web::check(
+            &self.api.cors,
+            self.api.jwt.as_ref(),
+            &self.api.tls,
+            &self.api.direct_uploads,
+        )
+        .map_err(ConfigError::Invalid)?;
         let p = &self.processor;
         if !(16..=4096).contains(&p.thumbnail_px) {
             return bad(format!(

@@ -39,6 +39,10 @@ pub struct ImageReceived {
     /// `kafka:…`), so erasure finds that record from the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup_key: Option<String>,
+    /// The HTTP request that brought it (`x-request-id`), so the
+    /// processor's log lines for it can be joined to the API's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// How far ahead of our clock an image id may be (clock skew between the
@@ -123,6 +127,7 @@ mod tests {
             content_type: "image/png".into(),
             received_at: id.received_at(),
             dedup_key: None,
+            request_id: None,
         }
     }
 

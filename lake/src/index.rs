@@ -211,6 +211,7 @@ mod tests {
             content_type: "image/png".into(),
             received_at: a.received_at(),
             dedup_key: Some("kafka:k1".into()),
+            request_id: None,
         };
         assert_eq!(recorded_event(&store, a).await.unwrap(), None);
         record_event(&store, &event, &opts).await.unwrap();

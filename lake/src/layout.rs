@@ -14,6 +14,9 @@
 //! idempotency/<sha256("content:" + sha256 of the image)>/<id>   lookup by content
 //! idempotency/<sha256("event:" + id)>/<id>     the ImageReceived, for crash recovery
 //! erased/dt=YYYY-MM-DD/hr=HH/<id>          tombstone: this image was erased
+//! expiry/dt=YYYY-MM-DD/hr=HH/<id>/<hash>   marker of idempotency/<hash>/<id>
+//! uploads/dt=YYYY-MM-DD/hr=HH/<upload id>/{ticket.json,data}   direct upload
+//!                                          not yet completed (kept 2 hours)
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
@@ -34,10 +37,13 @@ pub enum Area {
     /// One empty marker per `idempotency/` record, in its image's hour
     /// partition: how the sweeper finds the records that expire next.
     Expiry,
+    /// Direct uploads until they are completed (then admitted into `raw/`
+    /// and removed): the bytes a browser PUT, and who may complete them.
+    Uploads,
 }
 
 impl Area {
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Raw,
         Area::Derived,
         Area::Metadata,
@@ -45,6 +51,7 @@ impl Area {
         Area::Idempotency,
         Area::Erased,
         Area::Expiry,
+        Area::Uploads,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -56,6 +63,7 @@ impl Area {
             Area::Idempotency => "idempotency/",
             Area::Erased => "erased/",
             Area::Expiry => "expiry/",
+            Area::Uploads => "uploads/",
         }
     }
 }
@@ -105,6 +113,25 @@ pub fn id_bound(at: DateTime<Utc>) -> String {
         ms >> 16,
         ms & 0xffff
     )
+}
+
+/// How long a direct upload that was never completed is kept (or the
+/// retention period, if shorter): its URL is valid for at most an hour.
+pub const STAGED_UPLOAD_TTL: Duration = Duration::hours(2);
+pub const UPLOAD_DATA_FILE: &str = "data";
+pub const UPLOAD_TICKET_FILE: &str = "ticket.json";
+
+/// Where a direct upload's bytes and ticket wait for completion.
+pub fn upload_prefix(upload: ImageId) -> String {
+    format!("uploads/{}/{upload}/", partition(upload.received_at()))
+}
+
+pub fn upload_data_key(upload: ImageId) -> String {
+    format!("{}{UPLOAD_DATA_FILE}", upload_prefix(upload))
+}
+
+pub fn upload_ticket_key(upload: ImageId) -> String {
+    format!("{}{UPLOAD_TICKET_FILE}", upload_prefix(upload))
 }
 
 pub const THUMB_FILE: &str = "thumb.jpg";
@@ -267,6 +294,15 @@ pub fn parse_key(key: &str) -> Result<ParsedKey, KeyError> {
             }
             id
         }
+        Area::Uploads => match tail.split_once('/') {
+            Some((id, UPLOAD_DATA_FILE | UPLOAD_TICKET_FILE)) => id,
+            _ => {
+                return Err(key_error(
+                    key,
+                    "upload key is not <id>/data or <id>/ticket.json",
+                ));
+            }
+        },
         Area::Expiry => {
             let (id, hash) = tail
                 .split_once('/')
@@ -308,9 +344,17 @@ impl Layout {
         id.received_at() + self.retention
     }
 
+    /// How long what lives in `area` is kept after its id's time.
+    pub fn area_retention(&self, area: Area) -> Duration {
+        match area {
+            Area::Uploads => STAGED_UPLOAD_TTL.min(self.retention),
+            _ => self.retention,
+        }
+    }
+
     /// When the object under `key` expires, from the key alone.
     pub fn key_expires_at(&self, key: &str) -> Result<DateTime<Utc>, KeyError> {
-        parse_key(key).map(|p| self.expires_at(p.id))
+        parse_key(key).map(|p| p.id.received_at() + self.area_retention(p.area))
     }
 }
 
@@ -410,6 +454,17 @@ mod tests {
             layout.key_expires_at(&manifest_key(id)).unwrap(),
             at + Duration::days(7)
         );
+        // Unfinished direct uploads go long before the images.
+        assert_eq!(
+            layout.key_expires_at(&upload_data_key(id)).unwrap(),
+            at + STAGED_UPLOAD_TTL
+        );
+        let short = Layout::new(Duration::minutes(30));
+        assert_eq!(
+            short.key_expires_at(&upload_ticket_key(id)).unwrap(),
+            at + Duration::minutes(30)
+        );
+        assert!(parse_key(&format!("{}other", upload_prefix(id))).is_err());
     }
 
     proptest! {
@@ -425,13 +480,15 @@ mod tests {
                 (metadata_key(id, rows), Area::Metadata),
                 (idempotency_key(&client, id), Area::Idempotency),
                 (erased_key(id), Area::Erased),
+                (upload_data_key(id), Area::Uploads),
+                (upload_ticket_key(id), Area::Uploads),
             ] {
                 prop_assert_eq!(parse_key(&key), Ok(ParsedKey { area, id }));
             }
         }
 
         #[test]
-        fn parse_never_panics(key in "(raw|derived|metadata|quarantine|idempotency)?/?.{0,120}") {
+        fn parse_never_panics(key in "(raw|derived|metadata|quarantine|idempotency|uploads|expiry)?/?.{0,120}") {
             let _ = parse_key(&key);
         }
     }

@@ -88,6 +88,7 @@ mod tests {
             content_type: "image/png".into(),
             received_at: id.received_at(),
             dedup_key: None,
+            request_id: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! work on rayon; outputs written thumbnail → manifest → metadata row.
 
 use std::{future::Future, sync::Arc, time::Instant};
+use tracing::Instrument;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
@@ -186,8 +187,20 @@ fn retry_policy(retries: u32) -> ExponentialBuilder {
         .with_jitter()
 }
 
-async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, _budget: OwnedSemaphorePermit) {
+async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, budget: OwnedSemaphorePermit) {
+    // Every log line about this image names it, and the HTTP request
+    // that brought it (joinable to the API's lines).
+    let span = tracing::info_span!(
+        "image",
+        id = %delivery.event.id,
+        request_id = delivery.event.request_id.as_deref().unwrap_or(""),
+    );
+    process_traced(ctx, delivery, budget).instrument(span).await;
+}
+
+async fn process_traced(ctx: Arc<Ctx>, delivery: Delivery, _budget: OwnedSemaphorePermit) {
     let id = delivery.event.id;
+    let started = Instant::now();
     let result = loop {
         match process(&ctx, delivery.event.clone()).await {
             // A duplicate of an image another task holds: done only once
@@ -201,7 +214,7 @@ async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, _budget: OwnedSemaphoreP
     match result {
         Ok(outcome) => {
             if matches!(outcome, Outcome::Processed) {
-                telemetry::processed();
+                telemetry::processed(started.elapsed());
             }
             // Quarantines are counted (and logged) where the record is written.
             delivery.done();
@@ -290,9 +303,10 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
             // runners for later images only.
             let script = match ctx.script.current() {
                 None => None,
-                Some(runner) => match runner
-                    .run(&ScriptInput::new(ev.id, ev.source, &bytes, &a))
-                    .await
+                Some(runner) => match telemetry::timed_script(
+                    runner.run(&ScriptInput::new(ev.id, ev.source, &bytes, &a)),
+                )
+                .await
                 {
                     Ok(outcome) => Some(outcome),
                     Err(problem) => {

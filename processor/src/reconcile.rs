@@ -67,6 +67,7 @@ pub async fn unfinished(store: &SharedStore) -> Result<Vec<ImageReceived>, Recon
             content_type: String::new(),
             received_at: id.received_at(),
             dedup_key: None,
+            request_id: None,
         }));
     }
     out.sort_by_key(|e| e.id);

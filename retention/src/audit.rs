@@ -102,7 +102,7 @@ pub async fn audit(
             Ok(parsed) => {
                 let received = parsed.id.received_at();
                 report.oldest = Some(report.oldest.map_or(received, |o| o.min(received)));
-                let expired_at = layout.expires_at(parsed.id);
+                let expired_at = received + layout.area_retention(parsed.area);
                 if expired_at <= now {
                     report.worst_lateness_seconds = report
                         .worst_lateness_seconds

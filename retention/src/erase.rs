@@ -149,6 +149,7 @@ mod tests {
             content_type: "image/png".into(),
             received_at: id.received_at(),
             dedup_key: Some(DEDUP.into()),
+            request_id: None,
         };
         index::record_dedup(store, DEDUP, id, &event.sha256, &opts)
             .await

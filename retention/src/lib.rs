@@ -189,7 +189,7 @@ impl Sweeper {
         report: &mut SweepReport,
     ) -> Result<Vec<ObjectVersion>, SweepError> {
         // Images received at or before `cutoff` have expired.
-        let cutoff = now - self.layout.retention;
+        let cutoff = now - self.layout.area_retention(area);
         let bound = layout::id_bound(cutoff + chrono::Duration::milliseconds(1));
         let mut expired = Vec::new();
         for day in self.store.list_dirs(area.prefix()).await? {

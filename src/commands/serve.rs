@@ -3,6 +3,8 @@
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
+use crate::cli::ListenArgs;
+
 use anyhow::{Context, Result};
 use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -10,10 +12,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::{open_lake, require_kafka, termination};
 use crate::{kafka, telemetry};
 
-pub async fn run(mut config: Config, listen: Option<SocketAddr>) -> Result<ExitCode> {
-    if let Some(addr) = listen {
-        config.api.listen = addr;
-    }
+pub async fn run(mut config: Config, listen: ListenArgs) -> Result<ExitCode> {
+    listen.apply(&mut config);
     require_kafka(&config, "serve")?;
     config.check_listen()?;
     let store = open_lake(&config, true).await?;
@@ -22,7 +22,7 @@ pub async fn run(mut config: Config, listen: Option<SocketAddr>) -> Result<ExitC
     let metrics = telemetry::metrics_recorder()?;
     let telemetry =
         telemetry::Listener::start(config.telemetry.listen, metrics.clone(), store.clone()).await?;
-    let (listener, addr, app) = bind_api(
+    let api = bind_api(
         &config,
         store,
         Arc::new(SystemClock),
@@ -31,13 +31,41 @@ pub async fn run(mut config: Config, listen: Option<SocketAddr>) -> Result<ExitC
         metrics,
     )
     .await?;
-    println!("imgpipe serve: listening on http://{addr}");
-    ingest_api::run(listener, app, termination()).await?;
+    println!("imgpipe serve: listening on {}", api.url());
+    api.run(termination()).await?;
     telemetry.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The HTTP API, with `/metrics`, bound to `api.listen` and ready to run.
+/// The HTTP API, bound and ready to run.
+pub struct BoundApi {
+    listener: tokio::net::TcpListener,
+    pub addr: SocketAddr,
+    app: axum::Router,
+    options: ingest_api::server::ServeOptions,
+}
+
+impl BoundApi {
+    pub fn url(&self) -> String {
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        ingest_api::server::serve(self.listener, self.app, self.options, shutdown).await
+    }
+}
+
+/// The HTTP API, with `/metrics`, bound to `api.listen`: its token issuer's
+/// keys fetched and its TLS certificate read (again on SIGHUP), so a bad
+/// one stops the start.
 pub async fn bind_api(
     config: &Config,
     store: lake::SharedStore,
@@ -45,7 +73,24 @@ pub async fn bind_api(
     events: Arc<dyn lake::EventSink>,
     inflight: InFlight,
     metrics: PrometheusHandle,
-) -> Result<(tokio::net::TcpListener, SocketAddr, axum::Router)> {
+) -> Result<BoundApi> {
+    let jwt = match &config.api.jwt {
+        Some(jwt) => Some(
+            ingest_api::jwt::Verifier::new(jwt)
+                .await
+                .context("[api.jwt]: loading the token issuer's keys")?,
+        ),
+        None => None,
+    };
+    let tls = match (&config.api.tls.cert, &config.api.tls.key) {
+        (Some(cert), Some(key)) => {
+            let tls = ingest_api::server::Tls::load(cert, key).context("[api.tls]")?;
+            #[cfg(unix)]
+            tls.reload_on_hangup();
+            Some(tls)
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
@@ -58,8 +103,17 @@ pub async fn bind_api(
         inflight,
         api_policy(config)?,
         Some(metrics),
+        jwt,
     );
-    Ok((listener, addr, ingest_api::router(state)))
+    Ok(BoundApi {
+        listener,
+        addr,
+        app: ingest_api::router(state),
+        options: ingest_api::server::ServeOptions {
+            tls,
+            header_read_timeout: config.api.header_read_timeout,
+        },
+    })
 }
 
 /// The policy the API's metadata listing enforces, with every principal
@@ -68,6 +122,7 @@ fn api_policy(config: &Config) -> Result<policies::Policy> {
     let policy = policies::Policy::load(config.api.policy.as_deref())?;
     let names = std::iter::once(&config.api.principal)
         .chain(config.api.key_principals.values())
+        .chain(config.api.jwt.iter().flat_map(|j| j.principals.values()))
         .chain(config.api.keys.iter().map(|k| &k.principal));
     for name in names {
         policy

@@ -1,23 +1,21 @@
 //! `imgpipe up`: the whole pipeline in one process.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, Result};
 use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
 use tokio::sync::{mpsc, watch};
 
 use super::{check_script, open_lake, serve::bind_api, stopped, termination};
-use crate::{kafka, telemetry};
+use crate::{cli::ListenArgs, kafka, telemetry};
 
 pub async fn run(
     mut config: Config,
-    listen: Option<SocketAddr>,
+    listen: ListenArgs,
     config_file: Option<PathBuf>,
     enforce_retention: bool,
 ) -> Result<ExitCode> {
-    if let Some(addr) = listen {
-        config.api.listen = addr;
-    }
+    listen.apply(&mut config);
     config.check_listen()?;
     check_script(&config)?;
     let store = open_lake(&config, true).await?;
@@ -63,7 +61,7 @@ pub async fn run(
         None => None,
     };
 
-    let (listener, addr, app) = bind_api(
+    let api = bind_api(
         &config,
         store.clone(),
         clock,
@@ -72,8 +70,9 @@ pub async fn run(
         metrics,
     )
     .await?;
-    let serving = tokio::spawn(ingest_api::run(listener, app, stopped(&stop_rx)));
-    println!("imgpipe up: listening on http://{addr}");
+    let url = api.url();
+    let serving = tokio::spawn(api.run(stopped(&stop_rx)));
+    println!("imgpipe up: listening on {url}");
     println!("imgpipe up: lake at {}", store.location());
     if bridging.is_some() {
         println!(
@@ -81,7 +80,9 @@ pub async fn run(
             config.kafka.topic, config.kafka.dlq_topic
         );
     }
-    println!("imgpipe up: try  curl --data-binary @photo.jpg http://{addr}/v1/images");
+    println!(
+        "imgpipe up: upload page at {url}/ ; or curl --data-binary @photo.jpg {url}/v1/images"
+    );
 
     termination().await;
     tracing::info!(

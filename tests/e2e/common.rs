@@ -86,6 +86,11 @@ impl Imgpipe {
     }
 
     pub fn start_with_args(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_logging(data_dir, env, args, Stdio::inherit())
+    }
+
+    /// As [`Imgpipe::start_with_args`], with the log (stderr) sent to `log`.
+    pub fn start_logging(data_dir: &Path, env: &[(&str, &str)], args: &[&str], log: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgpipe"));
         cmd.arg("up")
             .arg("--data-dir")
@@ -94,7 +99,7 @@ impl Imgpipe {
             .args(args)
             .env("IMGPIPE_LOG", "info,imgpipe=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 mod common;
+mod contract;
 
 mod analyst;
 mod api;
+mod browser;
 mod crash;
 mod faults;
+mod front_door;
 mod hostile;
 mod infra;
 mod kafka;

@@ -18,6 +18,7 @@ module "lake" {
   bucket        = var.lake_bucket
   log_bucket    = var.log_bucket
   force_destroy = var.force_destroy
+  web_origins   = var.web_origins
 }
 
 module "observability" {
@@ -68,6 +69,7 @@ module "compute" {
   processor_instance_types = var.processor_instance_types
   services                 = var.services
   claim_check_allow        = var.claim_check_allow
+  web_origins              = var.web_origins
   log_groups               = module.observability.service_log_groups
   log_group_arns           = module.observability.service_log_group_arns
   waf_log_group_arn        = module.observability.waf_log_group_arn

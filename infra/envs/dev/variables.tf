@@ -203,3 +203,9 @@ variable "kafka_scram_password_version" {
   type        = number
   default     = 1
 }
+
+variable "web_origins" {
+  description = "Origins of the web app (https://app.example.com): CORS on the API and on the lake for direct uploads' PUTs."
+  type        = list(string)
+  default     = []
+}

@@ -71,10 +71,17 @@ locals {
   # Per mode: the command after the entrypoint (imgpipe), its settings and
   # secrets. Every mode but the API answers /healthz and /metrics on the
   # telemetry listener.
+  # The API sits behind the ALB: per-address rate limits count the client
+  # the ALB saw (the last X-Forwarded-For entry), not the ALB.
+  api_env = merge(
+    { IMGPIPE_API__RATE_LIMIT__TRUST_FORWARDED_FOR = "true" },
+    length(var.web_origins) > 0 ? { IMGPIPE_API__CORS__ALLOWED_ORIGINS = join(",", var.web_origins) } : {},
+  )
+
   modes = {
     api = {
       command = ["serve", "--listen", "0.0.0.0:${local.api_port}"]
-      env     = merge(local.common_env, local.kafka_env)
+      env     = merge(local.common_env, local.kafka_env, local.api_env)
       secrets = merge(local.kafka_password, local.config_file)
       port    = local.api_port
     }

@@ -259,3 +259,9 @@ variable "cpu_architecture" {
     error_message = "cpu_architecture is ARM64 or X86_64."
   }
 }
+
+variable "web_origins" {
+  description = "Origins of the web app allowed to call the API from a browser ([api.cors] allowed_origins). Empty: CORS off."
+  type        = list(string)
+  default     = []
+}

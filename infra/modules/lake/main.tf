@@ -252,3 +252,19 @@ resource "aws_s3_bucket_policy" "logs" {
   })
   depends_on = [aws_s3_bucket_public_access_block.logs]
 }
+
+# Direct uploads: the browser PUTs to a presigned URL under uploads/; only
+# that, only from the web app's origins. (The presigned URL is the
+# credential; CORS only lets the browser send it.)
+resource "aws_s3_bucket_cors_configuration" "lake" {
+  count  = length(var.web_origins) > 0 ? 1 : 0
+  bucket = aws_s3_bucket.lake.id
+
+  cors_rule {
+    allowed_methods = ["PUT"]
+    allowed_origins = var.web_origins
+    allowed_headers = ["content-type", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 600
+  }
+}

@@ -29,3 +29,9 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "web_origins" {
+  description = "Origins of the web app (https://app.example.com) whose browsers PUT direct uploads straight to the lake: a CORS rule for PUT under uploads/ only. Empty: no CORS."
+  type        = list(string)
+  default     = []
+}

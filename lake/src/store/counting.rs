@@ -145,4 +145,12 @@ impl Store for Counting {
     async fn remove_stale_scratch(&self) -> Result<usize, StoreError> {
         self.inner.remove_stale_scratch().await
     }
+    async fn presign_put(
+        &self,
+        key: &str,
+        length: u64,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<super::PresignedPut>, StoreError> {
+        self.inner.presign_put(key, length, expires_in).await
+    }
 }

@@ -74,6 +74,15 @@ impl PutOptions {
     }
 }
 
+/// A URL a client may PUT an object's bytes to itself, without passing
+/// them through us: valid for one key, one exact length, a short time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    /// Headers the PUT must carry as given (they are signed).
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid object key {0:?}")]
@@ -167,6 +176,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// Does the store answer?
     async fn ping(&self) -> Result<(), StoreError>;
+    /// A URL to PUT exactly `length` bytes to `key` until `expires_in` has
+    /// passed; `None` where the backend has no such URLs (the filesystem).
+    async fn presign_put(
+        &self,
+        key: &str,
+        length: u64,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<PresignedPut>, StoreError> {
+        let _ = (key, length, expires_in);
+        Ok(None)
+    }
     /// Partial writes a crashed writer left outside the key space (the
     /// filesystem's `.tmp/`), older than any live write can be. They hold
     /// image bytes, so the sweeper removes them and the audit reports them.

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{
-    ObjectInfo, ObjectVersion, PutOptions, Store, StoreError, validate_key, validate_prefix,
+    ObjectInfo, ObjectVersion, PresignedPut, PutOptions, Store, StoreError, validate_key,
+    validate_prefix,
 };
 use crate::config::S3Config;
 
@@ -409,6 +410,41 @@ impl Store for S3Store {
             .await
             .map_err(|e| err("put", key, e))?;
         Ok(())
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        length: u64,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<PresignedPut>, StoreError> {
+        validate_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| err("presign_put", key, e))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            // Signed: S3 refuses a body of any other length.
+            .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+            .set_server_side_encryption(self.sse.as_ref().map(|(kind, _)| kind.clone()))
+            .set_ssekms_key_id(self.sse.as_ref().and_then(|(_, key)| key.clone()))
+            .presigned(config)
+            .await
+            .map_err(|e| err("presign_put", key, e))?;
+        Ok(Some(PresignedPut {
+            url: request.uri().to_owned(),
+            headers: request
+                .headers()
+                // The browser sets these itself and refuses to be told.
+                .filter(|(name, _)| {
+                    !name.eq_ignore_ascii_case("host")
+                        && !name.eq_ignore_ascii_case("content-length")
+                })
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

@@ -1,0 +1,209 @@
+//! The API's accept loop: plain TCP or TLS (rustls), a deadline on a
+//! client's headers and on its TLS handshake, the peer address for rate
+//! limits, and a graceful stop that lets requests in progress finish.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::net::TcpListener;
+use tokio_rustls::{TlsAcceptor, rustls};
+use tower::ServiceExt;
+
+/// Longest wait for requests in progress once a stop is asked for.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("the certificate and key do not make a TLS config: {0}")]
+    Config(String),
+}
+
+/// The listener's certificate, replaceable while serving (SIGHUP).
+pub struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl Tls {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            acceptor: RwLock::new(acceptor(cert, key)?),
+        }))
+    }
+
+    /// Read both files again; on any error the current certificate stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = acceptor(&self.cert, &self.key)?;
+        if let Ok(mut current) = self.acceptor.write() {
+            *current = fresh;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Option<TlsAcceptor> {
+        self.acceptor.read().ok().map(|a| a.clone())
+    }
+
+    /// Reload on every SIGHUP until the process ends.
+    #[cfg(unix)]
+    pub fn reload_on_hangup(self: &Arc<Self>) {
+        let tls = self.clone();
+        tokio::spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert.display(), "TLS certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; keeping the current certificate")
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let read = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read(cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read(cert, &e))?;
+    if chain.is_empty() {
+        return Err(read(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read(key, &e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub tls: Option<Arc<Tls>>,
+    /// Deadline for a request's headers (and a TLS handshake).
+    pub header_read_timeout: Duration,
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, then let requests
+/// in progress finish (up to a minute).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let tls = options.tls.as_ref().and_then(|t| t.current());
+        let handshake_deadline = options.header_read_timeout;
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake_deadline, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => return debug_closed(peer, &e),
+                            Err(_) => return debug_closed(peer, &"TLS handshake timed out"),
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
+                debug_closed(peer, &e);
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {DRAIN_LIMIT:?}; stopping anyway");
+    }
+    Ok(())
+}
+
+/// A client going away (or never finishing its headers) is routine.
+fn debug_closed(peer: SocketAddr, e: &dyn std::fmt::Display) {
+    tracing::debug!(%peer, error = %e, "connection closed");
+}
