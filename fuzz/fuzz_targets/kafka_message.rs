@@ -1,16 +1,6 @@
 #![no_main]
-// A Kafka message's value, key and one header are the producer's bytes.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let (head, payload) = data.split_at(data.len().min(16));
-    let (key, header) = head.split_at(head.len() / 2);
-    let headers = [("image-id", header)];
-    let msg = kafka_bridge::message::Message {
-        topic: "images",
-        partition: 0,
-        offset: 0,
-        key: Some(key),
-        headers: &headers,
-        payload: Some(payload),
-    };
-    let _ = kafka_bridge::message::parse(&msg, 1 << 20);
-});
+// The body is shared with the regression test that replays fuzz/corpus/kafka_message.
+mod body {
+    include!("../bodies/kafka_message.rs");
+}
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

@@ -1,9 +1,6 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(key) = std::str::from_utf8(data) {
-        if let Ok(parsed) = lake::layout::parse_key(key) {
-            // Whatever parses names a real image id.
-            let _ = parsed.id.received_at();
-        }
-    }
-});
+// The body is shared with the regression test that replays fuzz/corpus/parse_key.
+mod body {
+    include!("../bodies/parse_key.rs");
+}
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

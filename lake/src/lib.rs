@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod erasure;
 pub mod event;
+pub mod failpoint;
 pub mod id;
 pub mod index;
 pub mod inflight;

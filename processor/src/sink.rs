@@ -109,6 +109,7 @@ async fn write_file(
         metadata: vec![("imgpipe-id".into(), newest.to_string())],
     };
     store.put(&key, file, &opts).await?;
+    lake::failpoint::hit(lake::failpoint::METADATA_WRITTEN);
     // An erasure that started after our look at the tombstones may have
     // scrubbed the partition before this file existed: look again.
     loop {

@@ -83,6 +83,7 @@ pub async fn erase(
         )
         .await?;
     }
+    lake::failpoint::hit(lake::failpoint::ERASE_TOMBSTONED);
     // Each record's expiry marker goes too, except the dedup record's.
     let markers: Vec<String> = keys
         .iter()
@@ -119,6 +120,43 @@ pub async fn erase(
     tracing::info!(%id, objects = report.objects, rows = report.rows, "erased");
     crate::telemetry::erased();
     Ok(Some(report))
+}
+
+/// Finish erasures a crash cut short: every tombstone whose image still
+/// has data is erased again. Its cost follows the erasures in the
+/// retention period (the tombstones), not the lake.
+pub async fn resume(
+    store: &SharedStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, ErasureError> {
+    let mut resumed = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for tombstone in store.list(layout::Area::Erased.prefix()).await? {
+        let Ok(parsed) = layout::parse_key(&tombstone.key) else {
+            continue;
+        };
+        if !seen.insert(parsed.id) {
+            continue;
+        }
+        let id = parsed.id;
+        let leftover = store.exists(&layout::raw_key(id)).await?
+            || !store
+                .list_versions(&layout::derived_prefix(id))
+                .await?
+                .is_empty()
+            || store.exists(&layout::quarantine_key(id)).await?;
+        if leftover {
+            tracing::warn!(%id, "finishing an erasure a crash cut short");
+            // One image's trouble must not stop the others (or the sweep).
+            match erase(store, id, now).await {
+                Ok(_) => resumed += 1,
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "could not finish an erasure; next hour again")
+                }
+            }
+        }
+    }
+    Ok(resumed)
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub struct SweepReport {
     pub oldest_kept: Option<DateTime<Utc>>,
     /// Keys that are not lake keys: left alone, and reported.
     pub foreign: Vec<String>,
+    /// Erasures a crash had cut short, finished by this pass.
+    pub erasures_resumed: u64,
 }
 
 impl fmt::Display for SweepReport {
@@ -82,6 +84,8 @@ impl fmt::Display for SweepReport {
 pub enum SweepError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Erasure(#[from] lake::erasure::ErasureError),
 }
 
 impl Sweeper {
@@ -117,6 +121,12 @@ impl Sweeper {
             at: Some(now),
             ..SweepReport::default()
         };
+        // At start (a restart after a crash) and hourly: an erasure cut
+        // short has its image's data back in the hands of its owner only
+        // once finished, not at expiry.
+        if self.index_walk_due(now) {
+            report.erasures_resumed = erase::resume(&self.store, now).await? as u64;
+        }
         for area in Area::ALL {
             let expired = if area.is_partitioned() {
                 self.expired_in_partitions(area, now, &mut report).await?
@@ -305,7 +315,13 @@ mod tests {
             ImageId::new(t0),
             ImageId::new(t0 + chrono::Duration::days(1)),
         );
-        let keys = |id| {
+        // A tombstone of another image of the same hour (one beside its own
+        // image's data would be an erasure to finish).
+        let tombstones: std::collections::HashMap<ImageId, ImageId> = [old, young]
+            .into_iter()
+            .map(|id| (id, ImageId::new(id.received_at())))
+            .collect();
+        let keys = |id: ImageId| {
             vec![
                 layout::raw_key(id),
                 layout::thumb_key(id),
@@ -314,7 +330,7 @@ mod tests {
                 layout::quarantine_key(id),
                 layout::metadata_key(id, 3),
                 layout::idempotency_key("client-key", id),
-                layout::erased_key(id),
+                layout::erased_key(tombstones[&id]),
             ]
         };
         for key in keys(old).into_iter().chain(keys(young)) {

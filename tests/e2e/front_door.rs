@@ -869,3 +869,96 @@ async fn every_route_in_the_openapi_spec_is_served() {
             .contains("script-src 'self'")
     );
 }
+
+/// The identity provider's JWKS endpoint, played by the test: what it
+/// serves can change (a key rotation), and it counts its fetches.
+struct Jwks {
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    url: String,
+}
+
+async fn serve_jwks(initial: &str) -> Jwks {
+    use axum::{Router, routing::get};
+    let body = std::sync::Arc::new(std::sync::Mutex::new(initial.to_owned()));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (b, f) = (body.clone(), fetches.clone());
+    let app = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let (b, f) = (b.clone(), f.clone());
+            async move {
+                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let text = b.lock().unwrap().clone();
+                ([("content-type", "application/json")], text)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Jwks { body, fetches, url }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_signing_key_is_fetched_from_the_jwks_url() {
+    let jwks = serve_jwks(&std::fs::read_to_string(format!("{FIXTURES}/jwks.json")).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[api.jwt]\nissuer = \"https://id.example.com/\"\naudience = \"imgpipe\"\njwks_url = \"{}\"\njwks_refresh = \"1s\"\n",
+            jwks.url
+        ),
+    );
+    let app = start(dir.path(), &cfg);
+    let fetched_at_start = jwks.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched_at_start, 1);
+    let client = client();
+    let rotated = {
+        let pem = std::fs::read(format!("{FIXTURES}/rotated.key.pem")).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("test-2027".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims("analyst", "images:read", 300),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
+    };
+    let get = |token: String| {
+        let client = client.clone();
+        let url = app.url("/v1/images?limit=1");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // The old key works; the new one is not published yet.
+    assert_eq!(get(sign(&claims("analyst", "images:read", 300))).await, 200);
+    assert_eq!(get(rotated.clone()).await, 401);
+    // A burst of unknown kids does not hammer the provider.
+    for _ in 0..20 {
+        assert_eq!(get(rotated.clone()).await, 401);
+    }
+    let fetches = jwks.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        fetches <= 3,
+        "{fetches} JWKS fetches for 21 unknown-kid tokens"
+    );
+    // Published: after at most one refresh interval the new key is used.
+    *jwks.body.lock().unwrap() =
+        std::fs::read_to_string(format!("{FIXTURES}/jwks-rotated.json")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(rotated).await, 200);
+    assert_eq!(get(sign(&claims("analyst", "images:read", 300))).await, 200);
+}

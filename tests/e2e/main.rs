@@ -12,6 +12,7 @@ mod browser;
 mod crash;
 mod faults;
 mod front_door;
+mod fuzz_corpus;
 mod hostile;
 mod infra;
 mod kafka;
