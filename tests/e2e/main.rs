@@ -10,6 +10,7 @@ mod analyst;
 mod api;
 mod browser;
 mod crash;
+mod disk_full;
 mod faults;
 mod front_door;
 mod fuzz_corpus;
