@@ -178,6 +178,7 @@ impl Admission {
         if new || !self.store.exists(&event.raw_key).await? {
             self.store.put(&event.raw_key, incoming.data, &opts).await?;
         }
+        crate::failpoint::hit(crate::failpoint::UPLOAD_STORED);
         if erasure::is_erased(&self.store, id).await? {
             // An erasure ran while we wrote: take back what it could not see.
             let mut written = index::record_keys(&event);

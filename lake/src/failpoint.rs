@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 
 pub const ENV: &str = "IMGPIPE_FAILPOINT";
 
+/// An upload's raw bytes are stored; not yet indexed by content, nor
+/// announced, nor answered.
+pub const UPLOAD_STORED: &str = "upload_stored";
 /// A metadata Parquet file was written; the rows are still buffered.
 pub const METADATA_WRITTEN: &str = "metadata_written";
 /// An erasure wrote its tombstone and dedup record; nothing is purged yet.

@@ -271,3 +271,53 @@ async fn killed_mid_erasure_the_restart_finishes_it() {
     let (ok, out, err) = cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(ok && out.contains("PASS"), "{out}{err}");
 }
+
+/// The process dies in the middle of an upload, its bytes stored but the
+/// image neither announced nor answered (the `upload_stored` failpoint).
+/// After the restart the image is processed (found at start), and the
+/// client's retry with the same `Idempotency-Key` gets that same image,
+/// not a second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_upload_the_retry_finds_the_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = Imgpipe::start(dir.path(), &[("IMGPIPE_FAILPOINT", "upload_stored")]);
+    let client = client();
+    let jpeg = std::fs::read(corpus_dir().join("mate_Aqua.jpg")).unwrap();
+    let cut = client
+        .post(app.url("/v1/images"))
+        .header("Idempotency-Key", "order-4711")
+        .body(jpeg.clone())
+        .send()
+        .await;
+    assert!(cut.is_err(), "the upload answered: {cut:?}");
+    assert!(!wait_for_abort(&mut app).success());
+    let raws: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("raw/"))
+        .collect();
+    assert_eq!(raws.len(), 1, "{raws:?}");
+    drop(app);
+
+    let app = Imgpipe::start(dir.path(), &[]);
+    let retry = client
+        .post(app.url("/v1/images"))
+        .header("Idempotency-Key", "order-4711")
+        .body(jpeg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 202);
+    let body: serde_json::Value = retry.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    assert!(raws[0].ends_with(id), "{id} is not the stored {}", raws[0]);
+    let v = wait_final(&client, &app, id, Duration::from_secs(120)).await;
+    assert_eq!(v["status"], "processed");
+    app.stop();
+    let raws = files_under(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("raw/"))
+        .count();
+    assert_eq!(raws, 1, "a second image was stored");
+    let (ok, out, err) = cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(ok && out.contains("PASS"), "{out}{err}");
+}

@@ -91,7 +91,11 @@ async fn a_full_disk_refuses_uploads_clearly_and_recovers_when_space_returns() {
             other => panic!("a full disk answered {other}: {v}"),
         }
     }
-    assert!(refused >= 5, "the disk never filled ({} accepted)", accepted.len());
+    assert!(
+        refused >= 5,
+        "the disk never filled ({} accepted)",
+        accepted.len()
+    );
     assert!(!accepted.is_empty());
     eprintln!("{} accepted before the disk filled", accepted.len());
     // Let the processor run into the full disk too.
