@@ -122,6 +122,16 @@ pub enum Command {
         /// Evaluate retention at this instant instead of now.
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Read only images received in the last … (`1h`, `30m`, `2d`):
+        /// only those hour partitions' files are read.
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "from")]
+        since: Option<std::time::Duration>,
+        /// Read only images received at or after this instant (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// …and before this one (default: now).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
         sql: String,
     },
     /// The Lake Formation policy.

@@ -37,11 +37,6 @@ pub enum QueryError {
     Sql(String),
 }
 
-/// Every metadata row in the lake, as record batches.
-pub async fn load(store: &SharedStore) -> Result<Vec<RecordBatch>, QueryError> {
-    read_files(store, Area::Metadata.prefix()).await
-}
-
 /// The metadata rows received in `[from, to)`, reading only the hour
 /// partitions that range covers.
 pub async fn load_range(
@@ -59,6 +54,33 @@ pub async fn load_range(
         hour += chrono::Duration::hours(1);
     }
     Ok(batches)
+}
+
+/// Only the rows received in `[from, to)`: an hour's file holds the whole
+/// hour, a window may start or end inside it.
+pub fn received_within(
+    batches: Vec<RecordBatch>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    use datafusion::arrow::{
+        array::{Array, BooleanArray, TimestampMillisecondArray},
+        compute::filter_record_batch,
+    };
+    let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
+    batches
+        .into_iter()
+        .map(|batch| {
+            let received = batch
+                .column_by_name("received_at")
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+                .ok_or_else(|| QueryError::Sql("metadata without received_at".into()))?;
+            let keep: BooleanArray = (0..received.len())
+                .map(|i| Some(!received.is_null(i) && (from..to).contains(&received.value(i))))
+                .collect();
+            filter_record_batch(&batch, &keep).map_err(|e| QueryError::Sql(e.to_string()))
+        })
+        .collect()
 }
 
 /// The rows of every Parquet file under `prefix`.

@@ -51,8 +51,14 @@ pub async fn run(
             policy,
             format,
             now,
+            since,
+            from,
+            to,
             sql,
-        } => query::run(config, &principal, policy, format, now, &sql).await,
+        } => {
+            let window = query::Window { since, from, to };
+            query::run(config, &principal, policy, format, now, window, &sql).await
+        }
         Command::Policies { command } => match command {
             PoliciesCommand::Render { policy, format } => policies::render(policy, format),
             PoliciesCommand::GlueTable => policies::glue_table(),

@@ -152,6 +152,26 @@ async fn grants_are_enforced_for_every_shipped_principal() {
     assert!(ok);
     assert_eq!(rows(&out)[0]["n"], 0);
 
+    // A time window reads only its hours; rows outside it are not shown.
+    let count = |extra: &[&str]| {
+        let (ok, out, err) = query(
+            &lake,
+            "privacy-officer",
+            "SELECT count(*) AS n FROM images",
+            extra,
+        );
+        assert!(ok, "{err}");
+        rows(&out)[0]["n"].as_u64().unwrap()
+    };
+    let all = count(&[]);
+    assert!(all > 0);
+    assert_eq!(count(&["--since", "1h"]), all);
+    let ahead = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    assert_eq!(count(&["--from", &ahead]), 0);
+    let past = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let before = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    assert_eq!(count(&["--from", &past, "--to", &before]), 0);
+
     // CSV and the default table format work too.
     let (ok, out, _) = cli(&[
         "query",
