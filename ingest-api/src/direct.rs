@@ -116,13 +116,10 @@ impl UrlSigner {
     responses(
         (status = 201, description = "Where to PUT the image", body = UploadTicket),
         (status = 400, description = "Malformed request", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:write", body = crate::openapi::ErrorBody),
         (status = 413, description = "Over max_upload_bytes", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
         (status = 422, description = "Not a valid request body", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -309,14 +306,11 @@ pub async fn put_data(
     responses(
         (status = 202, description = "Admitted: the image's id and status", body = Accepted),
         (status = 400, description = "Not an upload id", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:write", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such upload for this caller, or it expired", body = crate::openapi::ErrorBody),
         (status = 409, description = "The bytes were not (all) PUT yet, or the image was erased", body = crate::openapi::ErrorBody),
         (status = 413, description = "Over max_upload_bytes", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not an image imgpipe takes; the upload is removed", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

@@ -70,11 +70,7 @@ pub struct ImagePage {
     responses(
         (status = 200, description = "Rows received in [from, to), oldest first; or, with sha256, the images with those bytes", body = ImagePage),
         (status = 400, description = "A parameter is wrong", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:read, or a column is not granted", body = crate::openapi::ErrorBody),
-        (status = 408, description = "Took longer than api.request_timeout", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

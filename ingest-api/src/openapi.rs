@@ -14,6 +14,27 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
+/// What every authenticated route may answer besides its own outcomes.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)] // Describes answers for the spec; never built.
+pub enum Refusals {
+    /// No valid API key or token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller lacks the route's permission, or a column its policy hides
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Took longer than `api.request_timeout`
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// Over a rate limit; `Retry-After` says when to retry
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// The lake is not answering, or the server is stopping; `Retry-After`
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -143,11 +143,8 @@ pub(crate) fn image_id(id: &str) -> Result<lake::ImageId, ApiError> {
     responses(
         (status = 200, description = "Where the image is, and its metadata as the caller's principal sees it", body = status::ImageStatus),
         (status = 400, description = "Not an image id", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:read", body = crate::openapi::ErrorBody),
         (status = 404, description = "Unknown, expired, erased or hidden by the row filter", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -168,11 +165,8 @@ pub(crate) async fn get_image(
     responses(
         (status = 200, description = "The thumbnail (JPEG)", content_type = "image/jpeg", body = Vec<u8>),
         (status = 400, description = "Not an image id", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:read", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not processed (yet), unknown, expired, erased or hidden", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -215,11 +209,8 @@ pub(crate) async fn thumbnail(
     responses(
         (status = 204, description = "Every byte of the image is gone"),
         (status = 400, description = "Not an image id", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:erase", body = crate::openapi::ErrorBody),
         (status = 404, description = "Unknown, expired or already erased", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -286,9 +277,7 @@ pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResp
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks metrics:read", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

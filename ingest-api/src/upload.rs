@@ -76,15 +76,11 @@ pub(crate) struct Upload {
     responses(
         (status = 202, description = "Stored; processing follows (a multipart body answers one entry per file)", body = UploadAnswer),
         (status = 400, description = "Empty body, bad multipart or Idempotency-Key", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No valid key or token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Lacks images:write", body = crate::openapi::ErrorBody),
-        (status = 408, description = "Took longer than api.request_timeout", body = crate::openapi::ErrorBody),
         (status = 409, description = "A retry whose first image was erased", body = crate::openapi::ErrorBody),
         (status = 413, description = "Over max_upload_bytes or max_files_per_request", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not an image format imgpipe takes", body = crate::openapi::ErrorBody),
         (status = 422, description = "Idempotency-Key reused with other bytes", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The lake is not answering, or the server is stopping", body = crate::openapi::ErrorBody),
+        crate::openapi::Refusals,
     ),
     security(("bearer" = []), ("api_key" = []))
 )]

@@ -15,14 +15,6 @@ use crate::common::*;
 
 const KEY: &str = "browser-test-uploader-key-0123456789";
 
-fn chromium() -> Option<String> {
-    let path = std::env::var("IMGPIPE_TEST_CHROMIUM").ok();
-    if path.is_none() && std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_some() {
-        panic!("IMGPIPE_TEST_CHROMIUM is not set (.ci/run installs Chromium and sets it)");
-    }
-    path
-}
-
 /// Where CI keeps the screenshot.
 fn artifacts() -> PathBuf {
     let dir = std::env::var_os("IMGPIPE_ARTIFACTS").map_or_else(
@@ -35,7 +27,7 @@ fn artifacts() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upload_page_uploads_images_and_explains_errors_in_chromium() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = required_tool("IMGPIPE_TEST_CHROMIUM") else {
         return;
     };
     let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");

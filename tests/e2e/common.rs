@@ -383,3 +383,14 @@ pub fn peak_rss(pid: u32) -> u64 {
         .unwrap();
     kib * 1024
 }
+
+/// A tool `.ci/run` installs and names in `env` (a path): `None` to skip
+/// the test on a machine without it, except where servers and tools are
+/// required (CI), where its absence fails the test.
+pub fn required_tool(env: &str) -> Option<String> {
+    let path = std::env::var(env).ok();
+    if path.is_none() && std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_some() {
+        panic!("{env} is not set (.ci/run installs the tool and sets it)");
+    }
+    path
+}

@@ -13,17 +13,9 @@ use crate::common::*;
 
 const KEY: &str = "contract-test-key-0123456789abcdef";
 
-fn schemathesis() -> Option<String> {
-    let path = std::env::var("IMGPIPE_TEST_SCHEMATHESIS").ok();
-    if path.is_none() && std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_some() {
-        panic!("IMGPIPE_TEST_SCHEMATHESIS is not set (.ci/run installs schemathesis and sets it)");
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_every_response_in_the_spec_and_no_5xx() {
-    let Some(schemathesis) = schemathesis() else {
+    let Some(schemathesis) = required_tool("IMGPIPE_TEST_SCHEMATHESIS") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
