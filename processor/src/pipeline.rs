@@ -47,6 +47,11 @@ struct Ctx {
     /// decoding task waits for.
     decode_budget: Arc<Semaphore>,
     decode_budget_kib: u32,
+    /// The raw-bytes budget (`processor.max_inflight_bytes`) in KiB, to
+    /// charge an image again when the lake's record says it is larger
+    /// than its event claimed.
+    raw_budget: Arc<Semaphore>,
+    raw_budget_kib: u32,
 }
 
 #[derive(Debug)]
@@ -75,6 +80,7 @@ impl Processor {
         let p = &cfg.processor;
         let decode_budget_kib =
             u32::try_from(p.max_decode_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let budget = Arc::new(Semaphore::new(budget_kib as usize));
         Ok(Self {
             ctx: Arc::new(Ctx {
                 store,
@@ -92,8 +98,10 @@ impl Processor {
                 retries: p.retries,
                 decode_budget: Arc::new(Semaphore::new(decode_budget_kib as usize)),
                 decode_budget_kib,
+                raw_budget: budget.clone(),
+                raw_budget_kib: budget_kib,
             }),
-            budget: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget,
             budget_kib,
             sink_task,
             flush_interval: cfg.processor.flush_interval,
@@ -156,7 +164,7 @@ impl Processor {
                 delivery = source.next() => {
                     let Some(delivery) = delivery else { break };
                     taken += 1;
-                    let kib = u32::try_from(delivery.event.bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, budget_kib);
+                    let kib = raw_kib(delivery.event.bytes, budget_kib);
                     let permit = tokio::select! {
                         p = budget.clone().acquire_many_owned(kib) => p.ok(),
                         () = &mut shutdown => None,
@@ -198,11 +206,19 @@ async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, budget: OwnedSemaphorePe
     process_traced(ctx, delivery, budget).instrument(span).await;
 }
 
-async fn process_traced(ctx: Arc<Ctx>, delivery: Delivery, _budget: OwnedSemaphorePermit) {
+/// KiB charged against the raw-bytes budget for an image of `bytes`.
+fn raw_kib(bytes: u64, budget_kib: u32) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget_kib)
+}
+
+async fn process_traced(ctx: Arc<Ctx>, delivery: Delivery, budget: OwnedSemaphorePermit) {
     let id = delivery.event.id;
     let started = Instant::now();
+    let mut charged = Some(budget);
     let result = loop {
-        match process(&ctx, delivery.event.clone()).await {
+        match process(&ctx, delivery.event.clone(), &mut charged).await {
             // A duplicate of an image another task holds: done only once
             // that task's outcome is durable (or, if it fails, once this one
             // has done the work), never before — acknowledging it early
@@ -237,7 +253,11 @@ enum Outcome {
     Skipped,
 }
 
-async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
+async fn process(
+    ctx: &Ctx,
+    ev: ImageReceived,
+    charged: &mut Option<OwnedSemaphorePermit>,
+) -> Result<Outcome, StoreError> {
     // One task per id at a time; a finished image is never redone.
     let Some(_guard) = ctx.inflight.try_enter(ev.id) else {
         return Ok(Outcome::InFlight);
@@ -263,6 +283,17 @@ async fn process(ctx: &Ctx, ev: ImageReceived) -> Result<Outcome, StoreError> {
         Some(recorded) if recorded.raw_key == ev.raw_key => recorded,
         _ => ev,
     };
+    // The event was charged what it claimed; the lake's record is the
+    // truth. Charge that before reading the bytes — releasing first, so
+    // no task holds part of the budget while it waits for more.
+    let needed = raw_kib(ev.bytes, ctx.raw_budget_kib);
+    if charged
+        .as_ref()
+        .is_none_or(|p| p.num_permits() < needed as usize)
+    {
+        *charged = None;
+        *charged = ctx.raw_budget.clone().acquire_many_owned(needed).await.ok();
+    }
     let Some(bytes) = (|| store.get(&ev.raw_key)).retry(policy).await? else {
         tracing::info!(id = %ev.id, "raw object gone (erased or expired) before processing");
         return Ok(Outcome::Skipped);

@@ -167,4 +167,29 @@ mod tests {
             "{report}"
         );
     }
+
+    /// A direct upload never completed is kept two hours, not a week: one
+    /// older is a violation even though an image of its age would be fine.
+    #[tokio::test]
+    async fn a_stale_staged_upload_is_a_violation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let stale = ImageId::new(now - chrono::Duration::hours(3));
+        let fresh = ImageId::new(now - chrono::Duration::minutes(30));
+        for id in [stale, fresh] {
+            for key in [layout::upload_data_key(id), layout::upload_ticket_key(id)] {
+                store
+                    .put(&key, Bytes::from_static(b"x"), &PutOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        let report = audit(&store, Layout::new(chrono::Duration::days(7)), None, now)
+            .await
+            .unwrap();
+        assert_eq!(report.violations.len(), 2, "{report}");
+        assert!(report.to_string().contains(&stale.to_string()), "{report}");
+        assert!(!report.to_string().contains(&fresh.to_string()), "{report}");
+    }
 }
