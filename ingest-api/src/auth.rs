@@ -135,6 +135,15 @@ pub async fn require_key(
 
 async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if let Some(open) = &state.keys.open {
+        // Keyless is for this machine only: a page elsewhere that points a
+        // DNS name at 127.0.0.1 (DNS rebinding) sends its own name as Host.
+        if !loopback_host(headers) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ApiErrorCode::Forbidden,
+                "without API keys this API answers only requests addressed to a loopback host",
+            ));
+        }
         return Ok(open.clone());
     }
     let unauthorized = |detail: String| {
@@ -146,10 +155,15 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
     if let Some(verifier) = &state.jwt
         && presented.matches('.').count() == 2
     {
-        let token = verifier
-            .verify(presented)
-            .await
-            .map_err(|e| unauthorized(e.to_string()))?;
+        let token = verifier.verify(presented).await.map_err(|e| match e {
+            // A genuine token, but no principal of ours: refused, not unknown.
+            crate::jwt::JwtError::NoPrincipal(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ApiErrorCode::Forbidden,
+                e.to_string(),
+            ),
+            e => unauthorized(e.to_string()),
+        })?;
         if state.policy.principal(&token.principal).is_err() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -171,6 +185,21 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
         .find(presented)
         .cloned()
         .ok_or_else(|| unauthorized("a valid API key or token is required".into()))
+}
+
+/// `Host` names 127.0.0.1, localhost or ::1 (any port), or is absent.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "::1")
 }
 
 fn presented(headers: &HeaderMap) -> Option<&str> {
@@ -226,5 +255,26 @@ mod tests {
         assert!(keys.find("reader-key-012345678").is_none());
         // The digest itself is not a key.
         assert!(keys.find(&key_digest("reader-key-0123456789")).is_none());
+    }
+
+    #[test]
+    fn keyless_answers_only_loopback_hosts() {
+        let with_host = |h: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, h.parse().unwrap());
+            loopback_host(&headers)
+        };
+        for ok in ["127.0.0.1:8080", "localhost", "[::1]:80", "localhost:1"] {
+            assert!(with_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "127.0.0.1.evil.example:80",
+            "[::2]:80",
+            "localhost.evil",
+        ] {
+            assert!(!with_host(bad), "{bad}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
     }
 }

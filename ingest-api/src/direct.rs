@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::{
     Extension, Json,
     body::Body,
-    extract::{Path, Query, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -127,10 +127,12 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ImagesWrite)?;
+    let headers = request.headers().clone();
+    let uri = request.uri().clone();
+    let body = small_body(request).await?;
     let wanted: NewUpload = crate::json_body(&headers, &body)?;
     let limit = state.config.max_upload_bytes;
     if wanted.bytes == 0 {
@@ -156,7 +158,7 @@ pub async fn create(
         .put(&layout::upload_ticket_key(id), body, &json_opts())
         .await?;
     let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, &headers, &uri);
     let (url, signed_headers) = match state
         .store
         .presign_put(&layout::upload_data_key(id), wanted.bytes, ttl)
@@ -187,15 +189,68 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ticket)).into_response())
 }
 
-/// `https://host` as the client addressed us, for absolute URLs.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    let scheme = if state.config.tls.cert.is_some() {
-        "https"
-    } else {
-        "http"
+/// Largest JSON body `POST /v1/uploads` reads.
+const MAX_REQUEST_JSON: usize = 4096;
+
+/// A small JSON body, read only up to [`MAX_REQUEST_JSON`].
+async fn small_body(request: Request) -> Result<Bytes, ApiError> {
+    http_body_util::Limited::new(request.into_body(), MAX_REQUEST_JSON)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::too_large(MAX_REQUEST_JSON as u64)
+            } else {
+                ApiError::bad_request(
+                    ApiErrorCode::BodyReadFailed,
+                    format!("could not read the request body: {e}"),
+                )
+            }
+        })
+}
+
+/// One of the upload slots that bound how many images' bytes the API
+/// holds at once (shared with `POST /v1/images`).
+async fn upload_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state.upload_slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiErrorCode::ShuttingDown,
+            "the server is stopping",
+        )
+    })
+}
+
+/// `https://host` as the client addressed us, for absolute URLs: our own
+/// TLS, or behind a load balancer we trust, the scheme it says the client
+/// used (`X-Forwarded-Proto`), so a client following the URL never sends
+/// its credentials in clear text. Relative when the host is not known.
+fn base_url(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    let forwarded = state
+        .config
+        .rate_limit
+        .trust_forwarded_for
+        .then(|| {
+            headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+        })
+        .flatten()
+        .filter(|p| matches!(*p, "http" | "https"));
+    let scheme = match forwarded {
+        Some(proto) => proto,
+        None if state.config.tls.cert.is_some() => "https",
+        None => "http",
     };
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.contains(['/', ' ', '@']) => format!("{scheme}://{host}"),
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@', '\\']) => {
+            format!("{scheme}://{host}")
+        }
         _ => String::new(),
     }
 }
@@ -227,6 +282,7 @@ pub struct Signed {
         (status = 400, description = "Malformed request", body = crate::openapi::ErrorBody),
         (status = 403, description = "Bad or expired signature", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such upload", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The bytes were PUT already (an upload URL is used once)", body = crate::openapi::ErrorBody),
         (status = 413, description = "More bytes than signed for", body = crate::openapi::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::openapi::ErrorBody),
         (status = 503, description = "The lake is not answering", body = crate::openapi::ErrorBody),
@@ -286,11 +342,6 @@ pub async fn put_data(
             ));
         }
     };
-    if !state.store.exists(&layout::upload_ticket_key(id)).await? {
-        return Err(ApiError::not_found(format!(
-            "upload {id} does not exist or has expired"
-        )));
-    }
     state
         .store
         .put(&layout::upload_data_key(id), data, &PutOptions::default())
@@ -365,6 +416,7 @@ pub async fn complete(
         }
         Some(_) => {}
     }
+    let _slot = upload_slot(&state).await?;
     let Some(data) = state.store.get(&data_key).await? else {
         return Err(incomplete(format!("nothing was PUT for upload {id} yet")));
     };

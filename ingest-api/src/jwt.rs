@@ -33,6 +33,8 @@ pub enum JwtError {
     Invalid(String),
     #[error("the token has no usable {0:?} claim")]
     MissingClaim(String),
+    #[error("the token's {0:?} claim names no principal of this API")]
+    NoPrincipal(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +149,7 @@ impl Verifier {
         validation.algorithms = vec![alg];
         validation.set_issuer(&[&self.cfg.issuer]);
         validation.set_audience(&[&self.cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.cfg.leeway.as_secs();
         validation.validate_nbf = true;
         let mut last = None;
@@ -167,17 +169,23 @@ impl Verifier {
     }
 
     fn caller(&self, claims: &Map<String, Value>) -> Result<TokenCaller, JwtError> {
-        let subject = claims
-            .get(&self.cfg.principal_claim)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| JwtError::MissingClaim(self.cfg.principal_claim.clone()))?;
+        let claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| JwtError::MissingClaim(name.to_owned()))
+        };
+        // Who exactly: the issuer's subject, whatever picks the principal.
+        let subject = claim("sub")?;
+        let value = claim(&self.cfg.principal_claim)?;
         let principal = self
             .cfg
             .principals
-            .get(subject)
-            .map_or(subject, String::as_str)
-            .to_owned();
+            .get(value)
+            .or(self.cfg.default_principal.as_ref())
+            .ok_or_else(|| JwtError::NoPrincipal(self.cfg.principal_claim.clone()))?
+            .clone();
         let granted: Vec<&str> = match claims.get(&self.cfg.permissions_claim) {
             Some(Value::String(s)) => s.split_whitespace().collect(),
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
@@ -257,13 +265,26 @@ impl Verifier {
             ) {
                 continue;
             }
+            // Encryption keys never verify a signature.
+            if jwk
+                .common
+                .public_key_use
+                .as_ref()
+                .is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+            {
+                continue;
+            }
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| Algorithm::from_str(key_alg_name(a)).ok());
+            // A key pinned to an algorithm we do not accept is not used.
+            let alg = match jwk.common.key_algorithm {
+                None => None,
+                Some(a) => match Algorithm::from_str(key_alg_name(a)) {
+                    Ok(alg) => Some(alg),
+                    Err(_) => continue,
+                },
+            };
             keys.entry(jwk.common.key_id.clone())
                 .or_default()
                 .push(Key { key, alg });
@@ -323,6 +344,7 @@ mod tests {
             audience: "imgpipe".into(),
             jwks_file: Some(format!("{FIXTURES}/jwks.json").into()),
             principals: [("user-7".to_string(), "privacy-officer".to_string())].into(),
+            default_principal: Some("analyst".into()),
             ..JwtConfig::default()
         }
     }
@@ -370,18 +392,31 @@ mod tests {
             caller.permissions,
             vec![Permission::ImagesWrite, Permission::ImagesRead]
         );
-        // An array claim works too, and an unmapped subject is its own principal.
+        // An array claim works too; an unmapped subject gets the default
+        // principal, even one that names another principal.
         let cfg = JwtConfig {
             permissions_claim: "permissions".into(),
             ..config()
         };
         let v = Verifier::new(&cfg).await.unwrap();
         let token = rs256(&claims(
-            json!({"sub": "analyst", "permissions": ["images:erase", "admin"]}),
+            json!({"sub": "privacy-officer", "permissions": ["images:erase", "admin"]}),
         ));
         let caller = v.verify(&token).await.unwrap();
         assert_eq!(caller.principal, "analyst");
+        assert_eq!(caller.subject, "privacy-officer");
         assert_eq!(caller.permissions, vec![Permission::ImagesErase]);
+        // Without a default, an unmapped subject is refused.
+        let strict = JwtConfig {
+            default_principal: None,
+            ..config()
+        };
+        let v = Verifier::new(&strict).await.unwrap();
+        let e = v
+            .verify(&rs256(&claims(json!({"sub": "someone"}))))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, JwtError::NoPrincipal(_)), "{e}");
     }
 
     #[tokio::test]

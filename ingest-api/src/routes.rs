@@ -179,6 +179,27 @@ pub(crate) async fn thumbnail(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ImagesRead)?;
     let id = image_id(&id)?;
+    // The thumbnail is the `thumb_key` column's object: a principal whose
+    // policy hides that column does not get it through this route either.
+    let who = state.policy.principal(&caller.principal).map_err(|e| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ApiErrorCode::AccessDenied,
+            e.to_string(),
+        )
+    })?;
+    if !state
+        .policy
+        .visible_columns(who)
+        .iter()
+        .any(|c| c == "thumb_key")
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ApiErrorCode::AccessDenied,
+            "the policy does not grant this principal the thumb_key column",
+        ));
+    }
     let seen = status::lookup(&state, &caller, id).await?;
     if seen.status != status::Status::Processed {
         return Err(ApiError::not_found(format!(

@@ -23,6 +23,11 @@ use tower::ServiceExt;
 
 /// Longest wait for requests in progress once a stop is asked for.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Connections served at once; more wait in the listen backlog, so idle
+/// or slow clients cannot use up the process's file descriptors.
+const MAX_CONNECTIONS: usize = 4096;
+/// HTTP/2: a ping this often on a quiet connection, closed if unanswered.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -139,9 +144,21 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(options.header_read_timeout);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -155,8 +172,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Set by the connection's first request: until then the client
+        // gets `header_read_timeout` in all (protocol preface, TLS, HTTP/2
+        // HEADERS included), not only HTTP/1's header read.
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = started.clone();
         let service = TowerToHyperService::new(app.clone().map_request(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                first.store(true, std::sync::atomic::Ordering::Relaxed);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             },
@@ -166,26 +189,33 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let result = match tls {
-                None => {
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(conn).await
+            let _slot = slot;
+            let deadline = tokio::time::Instant::now() + handshake_deadline;
+            let serving = async {
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let stream = acceptor.accept(stream).await?;
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
                 }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(handshake_deadline, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => return debug_closed(peer, &e),
-                            Err(_) => return debug_closed(peer, &"TLS handshake timed out"),
-                        };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(conn).await
+            };
+            tokio::pin!(serving);
+            let result = tokio::select! {
+                result = &mut serving => result,
+                () = tokio::time::sleep_until(deadline) => {
+                    if !started.load(std::sync::atomic::Ordering::Relaxed) {
+                        return debug_closed(peer, &"no request within the header read timeout");
+                    }
+                    serving.await
                 }
             };
             if let Err(e) = result {

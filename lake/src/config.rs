@@ -657,6 +657,9 @@ impl Config {
                 ));
             }
         }
+        if !self.api.has_keys() && !self.api.cors.allowed_origins.is_empty() {
+            return bad("api.cors needs API keys or [api.jwt]: a keyless API must not be callable from other origins' pages".into());
+        }
         if self.api.header_read_timeout.is_zero() {
             return bad("api.header_read_timeout must be positive".into());
         }

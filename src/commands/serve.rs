@@ -123,6 +123,13 @@ fn api_policy(config: &Config) -> Result<policies::Policy> {
     let names = std::iter::once(&config.api.principal)
         .chain(config.api.key_principals.values())
         .chain(config.api.jwt.iter().flat_map(|j| j.principals.values()))
+        .chain(
+            config
+                .api
+                .jwt
+                .iter()
+                .flat_map(|j| j.default_principal.iter()),
+        )
         .chain(config.api.keys.iter().map(|k| &k.principal));
     for name in names {
         policy

@@ -278,6 +278,7 @@ issuer = "https://id.example.com/"
 audience = "imgpipe"
 jwks_file = "{FIXTURES}/jwks.json"
 [api.jwt.principals]
+"analyst" = "analyst"
 "kafka-team-member" = "kafka-analyst"
 "#
         ),
@@ -373,7 +374,7 @@ jwks_file = "{FIXTURES}/jwks.json"
             "{what}: {body}"
         );
     }
-    // A subject that names no principal of the policy.
+    // A subject no mapping names, and no default principal: refused.
     let stranger = sign(&claims("nobody-we-know", "images:read", 300));
     let r = client
         .get(app.url(&format!("/v1/images/{id}")))
@@ -467,6 +468,22 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
     let text = String::from_utf8_lossy(&buf);
     assert!(!text.contains("200 OK"), "{text}");
+    // Nor can one hold a connection by sending nothing at all, or only
+    // part of the HTTP/2 preface (before any header timer would start).
+    for opening in [&b""[..], &b"PRI * HTTP/2.0\r\n"[..]] {
+        let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+        idle.write_all(opening).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = idle.read_to_end(&mut buf);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a silent connection stayed open {:?}",
+            started.elapsed()
+        );
+    }
     // A normal client is still served.
     let ok = client().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
@@ -910,7 +927,7 @@ async fn a_rotated_signing_key_is_fetched_from_the_jwks_url() {
     let cfg = config(
         dir.path(),
         &format!(
-            "[api.jwt]\nissuer = \"https://id.example.com/\"\naudience = \"imgpipe\"\njwks_url = \"{}\"\njwks_refresh = \"1s\"\n",
+            "[api.jwt]\nissuer = \"https://id.example.com/\"\naudience = \"imgpipe\"\njwks_url = \"{}\"\njwks_refresh = \"1s\"\ndefault_principal = \"analyst\"\n",
             jwks.url
         ),
     );

@@ -56,11 +56,14 @@ pub struct JwtConfig {
     /// or an array of strings (`permissions`), with values such as
     /// `images:write`; others are ignored.
     pub permissions_claim: String,
-    /// The claim naming the caller's policy principal.
+    /// The claim whose value picks the caller's policy principal.
     pub principal_claim: String,
-    /// Claim value → policy principal; a value not listed here is taken as
-    /// the principal's own name.
+    /// Claim value → policy principal. Only listed values pick one: a user
+    /// who can choose their own claim value cannot name a principal.
     pub principals: BTreeMap<String, String>,
+    /// The principal of a token whose value is not listed; unset: such a
+    /// token is refused (403).
+    pub default_principal: Option<String>,
 }
 
 impl Default for JwtConfig {
@@ -76,6 +79,7 @@ impl Default for JwtConfig {
             permissions_claim: "scope".into(),
             principal_claim: "sub".into(),
             principals: BTreeMap::new(),
+            default_principal: None,
         }
     }
 }
@@ -191,6 +195,18 @@ pub(super) fn check(
         if jwt.permissions_claim.is_empty() || jwt.principal_claim.is_empty() {
             return Err("api.jwt.permissions_claim and principal_claim must name claims".into());
         }
+        if jwt.jwks_refresh < Duration::from_secs(1) {
+            return Err("api.jwt.jwks_refresh must be at least 1s".into());
+        }
+        // Keys fetched in clear text could be swapped by anyone on the path.
+        if let Some(url) = &jwt.jwks_url
+            && !url.starts_with("https://")
+            && !is_loopback_url(url)
+        {
+            return Err(format!(
+                "api.jwt.jwks_url must be https:// (or on loopback), got {url:?}"
+            ));
+        }
     }
     if tls.cert.is_some() != tls.key.is_some() {
         return Err("api.tls needs both cert and key".into());
@@ -199,6 +215,17 @@ pub(super) fn check(
         return Err("api.direct_uploads.url_ttl must be between 1s and 1h".into());
     }
     Ok(())
+}
+
+/// `http://127.0.0.1…`, `http://localhost…`, `http://[::1]…`.
+fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| {
+        rest.strip_prefix(host)
+            .is_some_and(|after| after.is_empty() || after.starts_with([':', '/']))
+    })
 }
 
 /// `scheme://host[:port]`, as browsers send it in `Origin`.
