@@ -210,18 +210,6 @@ async fn small_body(request: Request) -> Result<Bytes, ApiError> {
         })
 }
 
-/// One of the upload slots that bound how many images' bytes the API
-/// holds at once (shared with `POST /v1/images`).
-async fn upload_slot(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-    state.upload_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiErrorCode::ShuttingDown,
-            "the server is stopping",
-        )
-    })
-}
-
 /// `https://host` as the client addressed us, for absolute URLs: our own
 /// TLS, or behind a load balancer we trust, the scheme it says the client
 /// used (`X-Forwarded-Proto`), so a client following the URL never sends
@@ -416,7 +404,7 @@ pub async fn complete(
         }
         Some(_) => {}
     }
-    let _slot = upload_slot(&state).await?;
+    let _slot = state.upload_slot().await?;
     let Some(data) = state.store.get(&data_key).await? else {
         return Err(incomplete(format!("nothing was PUT for upload {id} yet")));
     };

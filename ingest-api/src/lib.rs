@@ -99,6 +99,21 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// One of the slots that bound how many images' bytes the API holds at
+    /// once (`api.max_concurrent_uploads`): every route that reads or
+    /// stores an image's bytes takes one.
+    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.upload_slots.acquire().await.map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                ApiErrorCode::ShuttingDown,
+                "the server is stopping",
+            )
+        })
+    }
+}
+
 /// `scheme://host[:port]` of a URL.
 fn origin_of(url: &str) -> String {
     match url.split_once("://") {

@@ -91,13 +91,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ImagesWrite)?;
-    let _slot = state.upload_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiErrorCode::ShuttingDown,
-            "the server is stopping",
-        )
-    })?;
+    let _slot = state.upload_slot().await?;
     let idempotency_key = idempotency_key(request.headers())?;
     let multipart = request
         .headers()
