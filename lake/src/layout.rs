@@ -17,6 +17,8 @@
 //! expiry/dt=YYYY-MM-DD/hr=HH/<id>/<hash>   marker of idempotency/<hash>/<id>
 //! uploads/dt=YYYY-MM-DD/hr=HH/<upload id>/{ticket.json,data}   direct upload
 //!                                          not yet completed (kept 2 hours)
+//! checkpoint/dt=YYYY-MM-DD/hr=HH/<hour's first id>  this hour is reconciled:
+//!                                          start-up need not look in it
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
@@ -40,10 +42,14 @@ pub enum Area {
     /// Direct uploads until they are completed (then admitted into `raw/`
     /// and removed): the bytes a browser PUT, and who may complete them.
     Uploads,
+    /// One empty marker per hour partition found reconciled (every image
+    /// finished, every row in a metadata file, the files compacted), so
+    /// start-up looks only at the hours without one.
+    Checkpoint,
 }
 
 impl Area {
-    pub const ALL: [Area; 8] = [
+    pub const ALL: [Area; 9] = [
         Area::Raw,
         Area::Derived,
         Area::Metadata,
@@ -52,6 +58,7 @@ impl Area {
         Area::Erased,
         Area::Expiry,
         Area::Uploads,
+        Area::Checkpoint,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -64,6 +71,7 @@ impl Area {
             Area::Erased => "erased/",
             Area::Expiry => "expiry/",
             Area::Uploads => "uploads/",
+            Area::Checkpoint => "checkpoint/",
         }
     }
 }
@@ -113,6 +121,19 @@ pub fn id_bound(at: DateTime<Utc>) -> String {
         ms >> 16,
         ms & 0xffff
     )
+}
+
+/// The start of the hour `at` falls in.
+pub fn hour_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = at.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(at)
+}
+
+/// The checkpoint marker of the hour starting at `hour`, named by the
+/// smallest id the hour can hold: it expires with the hour's first images
+/// (for the hour's last hour of life start-up looks there again).
+pub fn checkpoint_key(hour: DateTime<Utc>) -> String {
+    format!("checkpoint/{}/{}", partition(hour), id_bound(hour))
 }
 
 /// How long a direct upload that was never completed is kept (or the
@@ -281,7 +302,7 @@ pub fn parse_key(key: &str) -> Result<ParsedKey, KeyError> {
         .next()
         .ok_or_else(|| key_error(key, "missing partition"))?;
     let id_text = match area {
-        Area::Raw | Area::Erased => tail,
+        Area::Raw | Area::Erased | Area::Checkpoint => tail,
         Area::Quarantine => tail
             .strip_suffix(".json")
             .ok_or_else(|| key_error(key, "quarantine record is not .json"))?,

@@ -12,6 +12,8 @@ pub mod id;
 pub mod index;
 pub mod inflight;
 pub mod layout;
+pub mod metadata;
+pub mod reconcile;
 pub mod records;
 pub mod schema;
 pub mod sniff;

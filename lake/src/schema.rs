@@ -310,10 +310,12 @@ fn string_col<'a>(
     col::<StringArray>(batch, name)
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Rows for tests (here and in the stages' tests).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::*;
 
+    /// A fully populated row of `id`, its keys where the layout puts them.
     pub fn sample_row(id: ImageId) -> MetadataRow {
         MetadataRow {
             id,
@@ -335,14 +337,20 @@ pub(crate) mod tests {
             has_gps: true,
             gps_lat: Some(48.8584),
             gps_lon: Some(2.2945),
-            thumb_key: "derived/x/thumb.jpg".into(),
-            raw_key: "raw/x".into(),
+            thumb_key: crate::layout::thumb_key(id),
+            raw_key: crate::layout::raw_key(id),
             script: None,
             processing_ms: 42,
             status: "processed".into(),
             script_version: Some("v1".into()),
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub use super::testing::sample_row;
+    use super::*;
 
     #[test]
     fn parquet_roundtrip_keeps_every_field() {

@@ -8,7 +8,6 @@ pub mod analyze;
 pub mod exif;
 pub mod integrity;
 mod pipeline;
-pub mod reconcile;
 pub mod reprocess;
 pub mod script;
 pub mod sink;

@@ -10,7 +10,7 @@ use lake::{
     Config, Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, StoreError,
     erasure,
     inflight::InFlight,
-    layout,
+    layout, reconcile,
     records::{Manifest, QuarantineRecord},
     schema::MetadataRow,
     state::ImageState,
@@ -24,7 +24,6 @@ use tokio::{
 use crate::{
     ProcessError,
     analyze::{self, Analysis, AnalyzeLimits, analyze},
-    reconcile,
     script::{ScriptInput, ScriptOutcome, ScriptRunner},
     sink::MetadataSink,
     telemetry,
@@ -136,8 +135,13 @@ impl Processor {
                 - chrono::Duration::from_std(flush_interval * 2).unwrap_or_default()
                 - chrono::Duration::seconds(30)
         });
-        // Rows first, before anything new is processed (see lost_rows).
-        match reconcile::lost_rows(&ctx.store, written_before).await {
+        // Rows first, before anything new is processed (see lost_rows),
+        // in the hours not yet checkpointed.
+        let lost = async {
+            let hours = reconcile::open_hours(&ctx.store, &ctx.layout, ctx.clock.now()).await?;
+            reconcile::lost_rows(&ctx.store, &hours, written_before).await
+        };
+        match lost.await {
             Ok(rows) => {
                 if !rows.is_empty() {
                     tracing::info!(rows = rows.len(), "rewriting metadata rows lost in a crash");

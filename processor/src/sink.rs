@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lake::{SharedStore, erasure, layout, schema::MetadataRow, store::PutOptions};
+use lake::{SharedStore, layout, schema::MetadataRow};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 /// Flush early when this many rows are waiting.
@@ -88,36 +88,9 @@ async fn flush(store: &SharedStore, buffer: &mut Vec<MetadataRow>) {
 async fn write_file(
     store: &SharedStore,
     rows: &[MetadataRow],
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let Some(newest) = rows.iter().map(|r| r.id).max() else {
-        return Ok(());
-    };
-    // Rows erased while they waited here are not written at all.
-    let erased = erasure::tombstones_near(store, newest).await?;
-    let rows: Vec<MetadataRow> = rows
-        .iter()
-        .filter(|r| !erased.contains(&r.id))
-        .cloned()
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
+) -> Result<(), lake::metadata::MetadataError> {
+    if let Some(key) = lake::metadata::write_rows(store, rows).await? {
+        tracing::debug!(%key, rows = rows.len(), "metadata flushed");
     }
-    let file = lake::schema::write_parquet(&rows)?;
-    let key = layout::metadata_key(newest, rows.len());
-    let opts = PutOptions {
-        content_type: Some("application/vnd.apache.parquet".into()),
-        metadata: vec![("imgpipe-id".into(), newest.to_string())],
-    };
-    store.put(&key, file, &opts).await?;
-    lake::failpoint::hit(lake::failpoint::METADATA_WRITTEN);
-    // An erasure that started after our look at the tombstones may have
-    // scrubbed the partition before this file existed: look again.
-    loop {
-        let erased = erasure::tombstones_near(store, newest).await?;
-        if erasure::scrub_file(store, &key, &erased).await? == 0 {
-            break;
-        }
-    }
-    tracing::debug!(%key, rows = rows.len(), "metadata flushed");
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! The embedded pipeline's event source: what ingest hands over in-process,
 //! plus — once, at start — every image a crash left unfinished, found by a
-//! scan of the lake. Nothing to acknowledge: the lake is the record.
+//! scan of the hours not yet checkpointed (`lake::reconcile`). Nothing to
+//! acknowledge: the lake is the record.
 
 use async_trait::async_trait;
-use lake::{Delivery, EventSource, ImageReceived, SharedStore};
+use lake::{Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, reconcile};
 use tokio::sync::mpsc;
-
-use crate::reconcile;
 
 /// Recovered events waiting to be taken; the scan waits when it is full.
 const RECOVERED_QUEUE: usize = 64;
@@ -15,16 +14,25 @@ const RECOVERED_QUEUE: usize = 64;
 pub struct Embedded {
     live: mpsc::Receiver<ImageReceived>,
     store: SharedStore,
+    clock: SharedClock,
+    layout: Layout,
     recovered: Option<mpsc::Receiver<ImageReceived>>,
     scan: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Embedded {
     /// `live` is the receiving end of ingest's bounded channel.
-    pub fn new(store: SharedStore, live: mpsc::Receiver<ImageReceived>) -> Self {
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        layout: Layout,
+        live: mpsc::Receiver<ImageReceived>,
+    ) -> Self {
         Self {
             live,
             store,
+            clock,
+            layout,
             recovered: None,
             scan: None,
         }
@@ -34,9 +42,13 @@ impl Embedded {
     /// before the processor has repaired lost rows.
     fn start_scan(&mut self) {
         let (tx, rx) = mpsc::channel(RECOVERED_QUEUE);
-        let store = self.store.clone();
+        let (store, layout, now) = (self.store.clone(), self.layout, self.clock.now());
         self.scan = Some(tokio::spawn(async move {
-            match reconcile::unfinished(&store).await {
+            let todo = async {
+                let hours = reconcile::open_hours(&store, &layout, now).await?;
+                reconcile::unfinished(&store, &hours).await
+            };
+            match todo.await {
                 Ok(todo) => {
                     if !todo.is_empty() {
                         tracing::info!(images = todo.len(), "resuming images left unfinished");

@@ -6,6 +6,7 @@
 //! never touches a key whose expiry is still ahead.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod erase;
 pub mod lifecycle;
 pub mod scratch;
@@ -64,18 +65,24 @@ pub struct SweepReport {
     pub foreign: Vec<String>,
     /// Erasures a crash had cut short, finished by this pass.
     pub erasures_resumed: u64,
+    /// Settled hours this pass compacted and checkpointed.
+    pub hours_checkpointed: u64,
+    pub metadata_files_compacted: u64,
 }
 
 impl fmt::Display for SweepReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sweep at {}: scanned {} objects, purged {} ({} bytes), {} foreign keys left alone",
+            "sweep at {}: scanned {} objects, purged {} ({} bytes), {} foreign keys left alone, \
+             closed {} settled hours ({} metadata files merged)",
             self.at.map(|t| t.to_rfc3339()).unwrap_or_default(),
             self.scanned,
             self.purged,
             self.bytes_purged,
-            self.foreign.len()
+            self.foreign.len(),
+            self.hours_checkpointed,
+            self.metadata_files_compacted,
         )
     }
 }
@@ -86,6 +93,8 @@ pub enum SweepError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Erasure(#[from] lake::erasure::ErasureError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 impl Sweeper {
@@ -175,6 +184,11 @@ impl Sweeper {
             .oldest_kept
             .map_or(0.0, |t| (now - t).num_milliseconds() as f64 / 1000.0);
         telemetry::swept(report.purged, report.bytes_purged, oldest_age);
+        // Purging done: close the hours that settled.
+        let closed = checkpoint::close_settled_hours(&self.store, &self.layout, now).await?;
+        report.hours_checkpointed = closed.hours;
+        report.metadata_files_compacted = closed.files_compacted;
+        telemetry::checkpointed(closed.still_open, closed.files_compacted);
         if !report.foreign.is_empty() {
             tracing::warn!(keys = ?report.foreign, "objects that are not lake keys: their expiry is unknown");
         }
@@ -446,8 +460,12 @@ mod partition_tests {
             let start = layout::partition_start(prefix);
             match *op {
                 // The days of an area, and the hours of a day expiry reached.
+                // And the days of raw/ kept, whose hours say where
+                // checkpointing may have work (at most 8 for a week).
                 "list_dirs" => assert!(
-                    is_area_root && prefix != "idempotency/" || start.is_some_and(|s| s <= cutoff),
+                    is_area_root && prefix != "idempotency/"
+                        || start.is_some_and(|s| s <= cutoff)
+                        || prefix.starts_with("raw/dt="),
                     "{op} {prefix}"
                 ),
                 // Objects: only in hours whose images began to expire.
@@ -457,6 +475,16 @@ mod partition_tests {
                 ),
                 // One key's versions (an expired marker's record), never a walk.
                 "versions_of" => assert!(prefix.starts_with("idempotency/"), "{op} {prefix}"),
+                // Checkpointing: the markers (an hour's worth each), and
+                // the hours that settled but are not closed yet.
+                "list" => assert!(
+                    prefix == "checkpoint/"
+                        || prefix.contains("/hr=")
+                            && start.is_some_and(|s| {
+                                s + chrono::Duration::hours(1) + lake::reconcile::SETTLE <= now
+                            }),
+                    "{op} {prefix}"
+                ),
                 _ => panic!("unexpected listing {op} {prefix}"),
             }
         }

@@ -9,6 +9,8 @@ pub const OLDEST_OBJECT_AGE: &str = "imgpipe_lake_oldest_object_age_seconds";
 pub const ERASURES: &str = "imgpipe_erasures_total";
 /// Label `area`: how long after its expiry each purged object went.
 pub const PURGE_LATENESS: &str = "imgpipe_purge_lateness_seconds";
+pub const SETTLED_OPEN_HOURS: &str = "imgpipe_settled_open_hours";
+pub const METADATA_FILES_COMPACTED: &str = "imgpipe_metadata_files_compacted_total";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -26,6 +28,19 @@ pub fn describe() {
         PURGE_LATENESS,
         "Seconds between an object's expiry and its purge, by area"
     );
+    metrics::describe_gauge!(
+        SETTLED_OPEN_HOURS,
+        "Hours past settling that still hold unfinished images or rows not in a file (start-up scans them)"
+    );
+    metrics::describe_counter!(
+        METADATA_FILES_COMPACTED,
+        "Metadata files merged away by compaction"
+    );
+}
+
+pub fn checkpointed(settled_open_hours: usize, files_compacted: u64) {
+    metrics::gauge!(SETTLED_OPEN_HOURS).set(settled_open_hours as f64);
+    metrics::counter!(METADATA_FILES_COMPACTED).increment(files_compacted);
 }
 
 pub fn swept(objects: u64, bytes: u64, oldest_kept_age_seconds: f64) {

@@ -218,39 +218,9 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use lake::{Source, schema::MetadataRow, store::FsStore};
+    use lake::{schema::testing::sample_row, store::FsStore};
 
     use super::*;
-
-    fn sample_row(id: ImageId) -> MetadataRow {
-        MetadataRow {
-            id,
-            source: Source::Http,
-            source_ref: None,
-            received_at: id.received_at(),
-            expires_at: id.received_at() + Duration::days(7),
-            content_type: "image/png".into(),
-            format: "png".into(),
-            width: 4,
-            height: 4,
-            bytes: 3,
-            sha256: "ab".repeat(32),
-            phash: "0011223344556677".into(),
-            exif_make: None,
-            exif_model: None,
-            exif_taken_at: None,
-            orientation: 1,
-            has_gps: false,
-            gps_lat: None,
-            gps_lon: None,
-            thumb_key: layout::thumb_key(id),
-            raw_key: layout::raw_key(id),
-            script: None,
-            processing_ms: 1,
-            status: "processed".into(),
-            script_version: None,
-        }
-    }
 
     async fn put(store: &SharedStore, key: &str, body: &[u8]) {
         store

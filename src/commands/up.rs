@@ -35,7 +35,12 @@ pub async fn run(
         processor.script_slot(),
         config_file,
     ));
-    let source = processor::source::Embedded::new(store.clone(), events_rx);
+    let source = processor::source::Embedded::new(
+        store.clone(),
+        clock.clone(),
+        lake::Layout::new(config.retention()),
+        events_rx,
+    );
     let processing = tokio::spawn(processor.run(source, stopped(&stop_rx)));
 
     let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention())

@@ -13,12 +13,14 @@
 #   processor  writes derived/ metadata/ quarantine/; deletes only those, when
 #              an erasure raced processing (processor/src/pipeline.rs
 #              erased_meanwhile, sink scrubs, reprocess) — erasure too.
-#   sweeper    lists every version, deletes what expired, anywhere.
+#   sweeper    lists every version, deletes what expired, anywhere; closes
+#              settled hours (lake/src/reconcile.rs): merges their metadata/
+#              files and writes the hour's checkpoint/ marker.
 #   audit      reads only.
 
 locals {
   lake_objects = "${var.lake.bucket_arn}/${var.lake.prefix}"
-  area         = { for a in ["raw", "derived", "metadata", "quarantine", "idempotency", "erased"] : a => "${local.lake_objects}${a}/*" }
+  area         = { for a in ["raw", "derived", "metadata", "quarantine", "idempotency", "erased", "checkpoint"] : a => "${local.lake_objects}${a}/*" }
   every_area   = "${local.lake_objects}*"
 
   list_lake = {
@@ -108,9 +110,10 @@ locals {
       { Sid = "EraseOwnOutputs", Effect = "Allow", Action = local.delete, Resource = [local.area.derived, local.area.metadata, local.area.quarantine] },
     ]
     sweeper = [
-      local.list_lake, local.head_lake, local.lake_key_read,
+      local.list_lake, local.head_lake, local.lake_key_rw,
       { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.every_area] },
       { Sid = "Expire", Effect = "Allow", Action = local.delete, Resource = [local.every_area] },
+      { Sid = "CloseHours", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.metadata, local.area.checkpoint] },
     ]
     audit = [
       local.list_lake, local.head_lake, local.lake_key_read,
