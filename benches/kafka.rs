@@ -15,7 +15,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use lake::{Config, Layout, SharedStore, store::FsStore};
+use lake::{SharedStore, store::FsStore};
 use rdkafka::{
     ClientConfig, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -90,20 +90,23 @@ async fn main() {
     // The bridge, from the first message to the last image stored.
     let dir = tempfile::tempdir().expect("tempdir");
     let store: SharedStore = Arc::new(FsStore::open(&dir.path().join("bridge")).expect("lake"));
-    let mut config = Config::default();
-    config.kafka.brokers = Some(brokers.clone());
-    config.kafka.topic = topic.clone();
-    config.kafka.group = format!("bench-{tag}");
-    config.kafka.dlq_topic = format!("{topic}.dlq");
+    let config = kafka_bridge::KafkaConfig {
+        brokers: Some(brokers.clone()),
+        topic: topic.clone(),
+        group: format!("bench-{tag}"),
+        dlq_topic: format!("{topic}.dlq"),
+        ..Default::default()
+    };
+    let layout = lake::config::RetentionConfig::default().layout();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
     let intake = kafka_bridge::Intake::new(
         store.clone(),
         Arc::new(lake::SystemClock),
-        Layout::new(config.retention()),
+        layout,
         Arc::new(events_tx),
     );
-    let bridge = kafka_bridge::Bridge::new(&config, intake).expect("bridge");
+    let bridge = kafka_bridge::Bridge::new(&config, None, intake).expect("bridge");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(bridge.run(async {
         let _ = stop_rx.await;
@@ -180,7 +183,7 @@ async fn main() {
     let intake = Arc::new(kafka_bridge::Intake::new(
         direct,
         Arc::new(lake::SystemClock),
-        Layout::new(config.retention()),
+        layout,
         Arc::new(events_tx),
     ));
     let start = Instant::now();

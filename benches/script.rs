@@ -9,7 +9,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 mod common;
 
-use lake::config::{ScriptConfig, ScriptMode};
+use processor::{ScriptConfig, ScriptMode};
 use processor::{
     analyze::{AnalyzeLimits, analyze},
     script::{ScriptInput, ScriptRunner},

@@ -49,7 +49,7 @@ pub struct ListenArgs {
 
 impl ListenArgs {
     /// The flags over the config file.
-    pub fn apply(self, config: &mut lake::Config) {
+    pub fn apply(self, config: &mut crate::config::Config) {
         if let Some(addr) = self.listen {
             config.api.listen = addr;
         }

@@ -6,7 +6,9 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use kafka_bridge::{Bridge, BridgeReport, Intake, topics};
-use lake::{Config, EventSink, Layout, SharedClock, SharedStore};
+use lake::{EventSink, SharedClock, SharedStore};
+
+use crate::config::Config;
 
 /// Create the topics the bridge owns, then check every topic the bridge
 /// touches: warn, or refuse to start under `enforce`.
@@ -88,7 +90,7 @@ pub fn intake(
     clock: SharedClock,
     events: Arc<dyn EventSink>,
 ) -> Intake {
-    Intake::new(store, clock, Layout::new(config.retention()), events)
+    Intake::new(store, clock, config.layout(), events)
 }
 
 /// The bridge, until `shutdown`.
@@ -97,7 +99,8 @@ pub async fn run_bridge(
     intake: Intake,
     shutdown: impl Future<Output = ()>,
 ) -> Result<BridgeReport> {
-    let bridge = Bridge::new(config, intake).context("starting the Kafka consumer")?;
+    let bridge = Bridge::new(&config.kafka, config.lake.s3.as_ref(), intake)
+        .context("starting the Kafka consumer")?;
     Ok(bridge.run(shutdown).await)
 }
 
@@ -111,8 +114,7 @@ pub async fn run_processor(
 ) -> Result<u64> {
     let events = kafka_bridge::EventConsumer::new(&config.kafka, config.processor.queue_capacity)
         .context("starting the Kafka consumer")?;
-    let processor =
-        processor::Processor::new(config, store, clock, lake::inflight::InFlight::default())
-            .context("starting the processor pool")?;
+    let processor = processor::Processor::new(&config.processor, config.layout(), store, clock)
+        .context("starting the processor pool")?;
     Ok(processor.run(events, shutdown).await)
 }

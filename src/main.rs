@@ -8,6 +8,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod config;
 mod kafka;
 mod telemetry;
 
@@ -18,7 +19,7 @@ fn main() -> Result<ExitCode> {
     close_fds::set_fds_cloexec(3, &[]);
     let cli = cli::Cli::parse();
     telemetry::init_logging(cli.log_format);
-    let mut config = lake::Config::load(cli.config.as_deref())?;
+    let mut config = config::Config::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         config.lake.data_dir = dir;
     }

@@ -16,9 +16,11 @@ pub fn run(data: &[u8]) {
             .expect("a runtime");
         let lake = tempfile::tempdir().expect("a temp dir");
         let app = runtime.block_on(async {
-            let mut config = lake::Config::default();
-            config.api.max_upload_bytes = 1 << 20;
-            config.api.max_files_per_request = 4;
+            let config = ingest_api::ApiConfig {
+                max_upload_bytes: 1 << 20,
+                max_files_per_request: 4,
+                ..Default::default()
+            };
             let store: lake::SharedStore =
                 Arc::new(lake::store::FsStore::open(lake.path()).expect("an fs lake"));
             // Accepted images' events go nowhere: a closed channel's
@@ -26,12 +28,17 @@ pub fn run(data: &[u8]) {
             // and drain it.
             let (tx, mut rx) = tokio::sync::mpsc::channel::<lake::ImageReceived>(1024);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            let state = ingest_api::AppState::new(
-                &config,
+            let admission = lake::admission::Admission::new(
                 store,
                 Arc::new(lake::SystemClock),
+                lake::config::RetentionConfig::default().layout(),
                 Arc::new(tx),
-                lake::inflight::InFlight::default(),
+            );
+            let state = ingest_api::AppState::new(
+                &config,
+                &lake::config::LakeConfig::default(),
+                admission,
+                lake::InProgress::default(),
                 policies::Policy::load(None).expect("the shipped policy"),
                 None,
                 None,

@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
+use crate::config::{ApiConfig, Permission};
 use axum::{
     extract::{Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use lake::config::{ApiConfig, Permission};
 use sha2::{Digest, Sha256};
 
 use crate::{ApiError, AppState, error::ApiErrorCode};
@@ -222,7 +222,7 @@ pub fn key_digest(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lake::config::ApiKey;
+    use crate::config::ApiKey;
 
     use super::*;
 

@@ -24,12 +24,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
 use http_body_util::BodyExt;
-use lake::{ImageId, config::Permission, layout, store::PutOptions};
+use lake::{ImageId, layout, store::PutOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    ApiError, AppState,
+    ApiError, AppState, Permission,
     auth::Caller,
     error::ApiErrorCode,
     request_id::RequestId,

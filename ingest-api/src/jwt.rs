@@ -10,11 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::config::{JwtConfig, Permission};
 use jsonwebtoken::{
     Algorithm, DecodingKey, Validation,
     jwk::{JwkSet, KeyAlgorithm},
 };
-use lake::config::{JwtConfig, Permission};
 use serde_json::{Map, Value};
 
 /// Largest JWKS document we read.

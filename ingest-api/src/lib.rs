@@ -6,6 +6,7 @@
 //! `{"error": "<stable code>", "detail": "<text>"}`.
 
 mod auth;
+pub mod config;
 mod direct;
 mod error;
 pub mod jwt;
@@ -22,11 +23,14 @@ mod upload;
 
 use std::{future::Future, sync::Arc};
 
-use lake::{Config, EventSink, Layout, SharedClock, SharedStore, inflight::InFlight};
+use lake::{
+    InProgress, Layout, SharedClock, SharedStore, admission::Admission, config::LakeConfig,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use auth::key_digest;
+pub use config::{ApiConfig, Permission};
 pub use error::{ApiError, ApiErrorCode};
 pub use routes::router;
 
@@ -36,10 +40,10 @@ pub struct AppState {
     pub store: SharedStore,
     pub clock: SharedClock,
     pub layout: Layout,
-    pub config: lake::config::ApiConfig,
-    /// The in-process channel (embedded) or the events topic (distributed).
-    pub events: Arc<dyn EventSink>,
-    pub inflight: InFlight,
+    pub config: ApiConfig,
+    /// The images the processor's event source has handed out: `processing`
+    /// (embedded; empty when processors run elsewhere).
+    pub in_progress: InProgress,
     /// Who may see which metadata columns and rows.
     pub policy: policies::Policy,
     /// The configured API keys, as digests with principal and permissions.
@@ -47,7 +51,7 @@ pub struct AppState {
     /// Renders `/metrics` (the process's one Prometheus recorder).
     metrics: Option<PrometheusHandle>,
     /// The lake's one way in, shared with every other source.
-    admission: lake::admission::Admission,
+    admission: Admission,
     upload_slots: tokio::sync::Semaphore,
     /// Bearer tokens from the identity provider, when configured.
     jwt: Option<jwt::Verifier>,
@@ -60,38 +64,32 @@ pub struct AppState {
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
+    /// The API for `[api]`, storing what it accepts through `admission`
+    /// into the lake `lake` configures.
     pub fn new(
-        cfg: &Config,
-        store: SharedStore,
-        clock: SharedClock,
-        events: Arc<dyn EventSink>,
-        inflight: InFlight,
+        cfg: &ApiConfig,
+        lake: &LakeConfig,
+        admission: Admission,
+        in_progress: InProgress,
         policy: policies::Policy,
         metrics: Option<PrometheusHandle>,
         jwt: Option<jwt::Verifier>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store: store.clone(),
-            clock: clock.clone(),
-            layout: Layout::new(cfg.retention()),
-            config: cfg.api.clone(),
-            admission: lake::admission::Admission::new(
-                store.clone(),
-                clock.clone(),
-                Layout::new(cfg.retention()),
-                events.clone(),
-            ),
-            events,
-            inflight,
+            store: admission.store.clone(),
+            clock: admission.clock.clone(),
+            layout: admission.layout,
+            config: cfg.clone(),
+            admission,
+            in_progress,
             policy,
-            keys: auth::Keys::from_config(&cfg.api),
+            keys: auth::Keys::from_config(cfg),
             metrics,
-            upload_slots: tokio::sync::Semaphore::new(cfg.api.max_concurrent_uploads),
+            upload_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_uploads),
             jwt,
-            limits: rate_limit::Limits::from_config(&cfg.api.rate_limit),
+            limits: rate_limit::Limits::from_config(&cfg.rate_limit),
             url_signer: direct::UrlSigner::random(),
-            upload_origin: cfg.lake.s3.as_ref().map(|s3| match &s3.endpoint {
+            upload_origin: lake.s3.as_ref().map(|s3| match &s3.endpoint {
                 Some(endpoint) => origin_of(endpoint),
                 None => "https://*.amazonaws.com".into(),
             }),

@@ -11,13 +11,13 @@ use axum::{
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use lake::{ImageId, config::Permission};
+use lake::ImageId;
 use policies::query::Listing;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    ApiError, AppState,
+    ApiError, AppState, Permission,
     auth::Caller,
     error::ApiErrorCode,
     status::{self, query_error, to_json},

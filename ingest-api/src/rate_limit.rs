@@ -12,6 +12,7 @@ use std::{
     },
 };
 
+use crate::config::RateLimitConfig;
 use axum::{
     extract::{ConnectInfo, Request, State},
     http::StatusCode,
@@ -19,7 +20,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
-use lake::config::RateLimitConfig;
 
 use crate::{ApiError, AppState, error::ApiErrorCode, telemetry};
 

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use crate::config::{CorsConfig, Permission};
 use axum::{
     Extension, Json, Router,
     extract::{DefaultBodyLimit, Path, Request, State},
@@ -8,7 +9,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
-use lake::config::{CorsConfig, Permission};
 use serde::Serialize;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},

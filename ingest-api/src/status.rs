@@ -22,25 +22,7 @@ use serde_json::Value;
 
 use crate::{ApiError, AppState, auth::Caller};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Received,
-    Processing,
-    Processed,
-    Quarantined,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Received => "received",
-            Status::Processing => "processing",
-            Status::Processed => "processed",
-            Status::Quarantined => "quarantined",
-        }
-    }
-}
+pub use lake::state::Status;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImageStatus {
@@ -142,7 +124,9 @@ async fn read_state(state: &AppState, id: ImageId) -> Result<Option<State>, ApiE
     let store = &state.store;
     let expires_at = state.layout.expires_at(id);
     let now = state.clock.now();
-    Ok(match image_state(store, &state.layout, id, now).await? {
+    let progress = Some(&state.in_progress);
+    let found = image_state(store, &state.layout, id, now, progress).await?;
+    Ok(match found {
         ImageState::Quarantined(record) => {
             let reason = format!("{}: {}", record.reason.as_str(), record.detail);
             let row = partial_row(
@@ -155,12 +139,8 @@ async fn read_state(state: &AppState, id: ImageId) -> Result<Option<State>, ApiE
             Some((Status::Quarantined, Some(row), Some(reason)))
         }
         ImageState::Processed(manifest) => Some((Status::Processed, Some(manifest.row), None)),
-        ImageState::Received => {
-            let status = if state.inflight.contains(id) {
-                Status::Processing
-            } else {
-                Status::Received
-            };
+        unfinished @ (ImageState::Received | ImageState::Processing) => {
+            let status = unfinished.status().unwrap_or(Status::Received);
             let row = lake::index::recorded_event(store, id)
                 .await?
                 .map(|ev: ImageReceived| {
@@ -205,7 +185,7 @@ fn partial_row(
         raw_key: layout::raw_key(id),
         script: None,
         processing_ms: 0,
-        status: status.as_str().into(),
+        status,
         script_version: None,
     }
 }

@@ -14,12 +14,14 @@ use http_body_util::BodyExt;
 use lake::{
     ImageId, Source,
     admission::{AdmitError, Admitted, Incoming, Reuse},
-    config::Permission,
     sniff::{ImageFormat, Sniffed, sniff},
 };
 use serde::Serialize;
 
-use crate::{ApiError, AppState, auth::Caller, error::ApiErrorCode, request_id::RequestId, status};
+use crate::{
+    ApiError, AppState, Permission, auth::Caller, error::ApiErrorCode, request_id::RequestId,
+    status,
+};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;

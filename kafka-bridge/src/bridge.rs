@@ -8,7 +8,9 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use lake::{Config, config::KafkaConfig};
+use lake::config::S3Config;
+
+use crate::KafkaConfig;
 
 use rdkafka::{
     Message as _,
@@ -67,9 +69,14 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    /// Subscribe to `[kafka] topic` as `[kafka] group`.
-    pub fn new(config: &Config, intake: Intake) -> Result<Self, KafkaError> {
-        let cfg = config.kafka.clone();
+    /// Subscribe to `[kafka] topic` as `[kafka] group`; claim-checks are
+    /// fetched with the lake's S3 settings when the lake is on S3.
+    pub fn new(
+        cfg: &KafkaConfig,
+        lake_s3: Option<&S3Config>,
+        intake: Intake,
+    ) -> Result<Self, KafkaError> {
+        let cfg = cfg.clone();
         let (consumer, commits) = group::join(
             &cfg,
             "bridge",
@@ -81,7 +88,7 @@ impl Bridge {
             consumer,
             commits,
             ctx: Arc::new(Ctx {
-                claims: ClaimChecks::new(config.lake.s3.as_ref(), &cfg),
+                claims: ClaimChecks::new(lake_s3, &cfg),
                 dead_letters: DeadLetters::new(&cfg)?,
                 intake,
                 max_bytes: cfg.max_image_bytes,

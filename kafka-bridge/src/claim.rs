@@ -12,12 +12,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use lake::{
-    config::{KafkaConfig, S3Config},
+    config::S3Config,
     store::{Capped, S3Store},
 };
 use tokio::sync::Mutex;
 
-use crate::message::{DeadLetterReason, Rejected, too_big};
+use crate::{
+    KafkaConfig,
+    message::{DeadLetterReason, Rejected, too_big},
+};
 
 #[derive(Debug)]
 pub struct ClaimChecks {

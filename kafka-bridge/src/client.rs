@@ -1,6 +1,6 @@
 //! Client settings shared by every consumer, producer and admin client.
 
-use lake::config::KafkaConfig;
+use crate::KafkaConfig;
 use rdkafka::{ClientConfig, config::RDKafkaLogLevel};
 
 /// librdkafka's log lines, as our log lines.
@@ -91,7 +91,9 @@ fn millis(d: std::time::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lake::config::{KafkaSecurity, Secret};
+    use lake::config::Secret;
+
+    use crate::KafkaSecurity;
 
     use super::*;
 

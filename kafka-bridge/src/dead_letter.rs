@@ -34,7 +34,7 @@ pub const DETAIL: &str = "imgpipe-detail";
 pub const SOURCE: &str = "imgpipe-source";
 
 impl DeadLetters {
-    pub fn new(cfg: &lake::config::KafkaConfig) -> Result<Self, KafkaError> {
+    pub fn new(cfg: &crate::KafkaConfig) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: crate::client::producer(cfg)
                 // A refused message may be as large as the largest image.

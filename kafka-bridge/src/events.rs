@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lake::{EmitError, EventSink, ImageReceived, config::KafkaConfig};
+use lake::{EmitError, EventSink, ImageReceived};
+
+use crate::KafkaConfig;
 use rdkafka::{
     error::KafkaError,
     producer::{FutureProducer, FutureRecord},

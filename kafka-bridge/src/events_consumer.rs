@@ -7,7 +7,9 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use lake::{Delivery, EventSource, ImageReceived, config::KafkaConfig};
+use lake::{Delivery, EventSource, ImageReceived};
+
+use crate::KafkaConfig;
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, StreamConsumer},

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lake::config::KafkaConfig;
+use crate::KafkaConfig;
 use rdkafka::{
     ClientContext, Offset, Statistics, TopicPartitionList,
     config::RDKafkaLogLevel,

@@ -12,6 +12,7 @@
 mod bridge;
 mod claim;
 mod client;
+pub mod config;
 pub mod dead_letter;
 mod events;
 mod events_consumer;
@@ -23,6 +24,7 @@ pub mod telemetry;
 pub mod topics;
 
 pub use bridge::{Bridge, BridgeReport};
+pub use config::{KafkaConfig, KafkaSecurity};
 pub use events::KafkaEvents;
 pub use events_consumer::EventConsumer;
 pub use intake::{Intake, IntakeError, Stored};

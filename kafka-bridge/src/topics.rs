@@ -8,7 +8,7 @@
 
 use std::{sync::Mutex, time::Duration};
 
-use lake::config::KafkaConfig;
+use crate::KafkaConfig;
 use rdkafka::{
     ClientContext,
     admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},

@@ -147,7 +147,7 @@ impl Admission {
         }
         let id = admitted.id();
         if let Admitted::Again(id) = admitted {
-            let state = image_state(&self.store, &self.layout, id, self.clock.now()).await?;
+            let state = image_state(&self.store, &self.layout, id, self.clock.now(), None).await?;
             if matches!(state, ImageState::Erased) {
                 // Erased on request: a retry must not bring it back.
                 return Ok(admitted);

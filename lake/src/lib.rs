@@ -10,7 +10,6 @@ pub mod event;
 pub mod failpoint;
 pub mod id;
 pub mod index;
-pub mod inflight;
 pub mod layout;
 pub mod metadata;
 pub mod reconcile;
@@ -22,9 +21,8 @@ pub mod state;
 pub mod store;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
-pub use config::Config;
 pub use event::{EmitError, EventSink, ImageReceived, Source};
 pub use id::ImageId;
 pub use layout::Layout;
-pub use source::{Delivery, EventSource};
+pub use source::{Delivery, EventSource, InProgress};
 pub use store::{ObjectInfo, SharedStore, Store, StoreError};

@@ -23,7 +23,7 @@ use parquet::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{event::Source, id::ImageId};
+use crate::{event::Source, id::ImageId, state::Status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataRow {
@@ -56,7 +56,7 @@ pub struct MetadataRow {
     /// The customer script's fields, as a JSON object string.
     pub script: Option<String>,
     pub processing_ms: u64,
-    pub status: String,
+    pub status: Status,
     /// Which script produced `script`: a hash of its command and files.
     #[serde(default)]
     pub script_version: Option<String>,
@@ -273,7 +273,10 @@ pub fn read_rows(file: Bytes) -> Result<Vec<MetadataRow>, SchemaError> {
                 raw_key: raw_key.value(i).to_owned(),
                 script: opt(script, i),
                 processing_ms: u64::try_from(ms.value(i)).unwrap_or(0),
-                status: status.value(i).to_owned(),
+                status: Status::parse(status.value(i)).ok_or_else(|| SchemaError::Column {
+                    column: "status",
+                    why: format!("unknown status {:?}", status.value(i)),
+                })?,
                 script_version: script_version.and_then(|c| opt(c, i)),
             });
         }
@@ -341,7 +344,7 @@ pub mod testing {
             raw_key: crate::layout::raw_key(id),
             script: None,
             processing_ms: 42,
-            status: "processed".into(),
+            status: Status::Processed,
             script_version: Some("v1".into()),
         }
     }

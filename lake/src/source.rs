@@ -4,9 +4,14 @@
 //! from the events topic. Either way each event is reported done on its
 //! own, once its outcome is durable — for Kafka, that commits its offset.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use async_trait::async_trait;
 
-use crate::event::ImageReceived;
+use crate::{ImageId, event::ImageReceived};
 
 /// One event to process, and how to say its outcome is durable. Dropping
 /// it without [`Delivery::done`] leaves it unacknowledged: a durable source
@@ -33,19 +38,57 @@ impl Delivery {
         }
     }
 
-    /// An event nobody needs to hear about (the lake itself is the record).
-    pub fn untracked(event: ImageReceived) -> Self {
-        Self {
-            event,
-            on_done: None,
-        }
-    }
-
     /// The image's outcome (processed, quarantined, or nothing to do) is
     /// durable: the source may forget this event.
     pub fn done(mut self) {
         if let Some(on_done) = self.on_done.take() {
             on_done();
+        }
+    }
+}
+
+/// The images a source has handed to a processor and not yet seen finished
+/// or given up: what the status route reports as `processing`. Only the
+/// source that hands them out knows this; a source in another process
+/// reports nothing here.
+#[derive(Debug, Clone, Default)]
+pub struct InProgress(Arc<Mutex<HashMap<ImageId, usize>>>);
+
+impl InProgress {
+    pub fn contains(&self, id: ImageId) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// A delivery of `event` that counts as in progress until it is done
+    /// or dropped.
+    pub fn deliver(&self, event: ImageReceived) -> Delivery {
+        *self.lock().entry(event.id).or_default() += 1;
+        let mark = Taken {
+            set: self.clone(),
+            id: event.id,
+        };
+        Delivery::new(event, move || drop(mark))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One delivery's count in [`InProgress`], given back when it drops.
+struct Taken {
+    set: InProgress,
+    id: ImageId,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let mut map = self.set.lock();
+        if let Some(n) = map.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.id);
+            }
         }
     }
 }
@@ -103,7 +146,20 @@ mod tests {
         };
         Delivery::new(event(), counted()).done();
         drop(Delivery::new(event(), counted()));
-        Delivery::untracked(event()).done();
         assert_eq!(acks.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn in_progress_until_done_or_dropped_counting_duplicates() {
+        let progress = InProgress::default();
+        let ev = event();
+        let id = ev.id;
+        let first = progress.deliver(ev.clone());
+        let second = progress.deliver(ev);
+        assert!(progress.contains(id));
+        first.done();
+        assert!(progress.contains(id), "a second delivery is still out");
+        drop(second);
+        assert!(!progress.contains(id));
     }
 }

@@ -21,6 +21,16 @@ pub struct AnalyzeLimits {
     pub thumbnail_px: u32,
 }
 
+impl From<&crate::ProcessorConfig> for AnalyzeLimits {
+    fn from(cfg: &crate::ProcessorConfig) -> Self {
+        Self {
+            max_pixels: cfg.max_pixels,
+            max_decode_bytes: cfg.max_decode_bytes,
+            thumbnail_px: cfg.thumbnail_px,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Analysis {
     pub format: ImageFormat,
@@ -44,6 +54,17 @@ pub fn decoded_bytes(bytes: &[u8]) -> Option<u64> {
         .into_decoder()
         .ok()
         .map(|d| d.total_bytes())
+}
+
+/// [`analyze`], with a panic in a decoder reported as the image's problem
+/// rather than unwinding into the caller.
+pub fn analyze_contained(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, ProcessError> {
+    std::panic::catch_unwind(|| analyze(bytes, limits)).unwrap_or_else(|_| {
+        Err(ProcessError::new(
+            QuarantineReason::DecodeFailed,
+            "the decoder panicked on this input",
+        ))
+    })
 }
 
 pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, ProcessError> {

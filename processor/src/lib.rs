@@ -5,8 +5,11 @@
 //! crash left unfinished.
 
 pub mod analyze;
+mod busy;
+pub mod config;
 pub mod exif;
 pub mod integrity;
+mod outputs;
 mod pipeline;
 pub mod reprocess;
 pub mod script;
@@ -16,6 +19,7 @@ pub mod telemetry;
 
 use lake::records::QuarantineReason;
 
+pub use config::{ProcessorConfig, SandboxKind, ScriptConfig, ScriptMode};
 pub use pipeline::{Processor, ScriptSlot};
 
 /// Why an image cannot be processed: permanent, so it is quarantined.

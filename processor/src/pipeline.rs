@@ -4,13 +4,11 @@
 use std::{future::Future, sync::Arc, time::Instant};
 use tracing::Instrument;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use lake::{
-    Config, Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, StoreError,
-    erasure,
-    inflight::InFlight,
-    layout, reconcile,
+    Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, StoreError, layout,
+    reconcile,
     records::{Manifest, QuarantineRecord},
     schema::MetadataRow,
     state::ImageState,
@@ -22,8 +20,9 @@ use tokio::{
 };
 
 use crate::{
-    ProcessError,
-    analyze::{self, Analysis, AnalyzeLimits, analyze},
+    ProcessError, ProcessorConfig,
+    analyze::{self, Analysis, AnalyzeLimits},
+    outputs::{self, Outputs},
     script::{ScriptInput, ScriptOutcome, ScriptRunner},
     sink::MetadataSink,
     telemetry,
@@ -32,14 +31,15 @@ use crate::{
 #[derive(Debug)]
 struct Ctx {
     store: SharedStore,
+    /// The same store, every call retried `processor.retries` times.
+    outputs: Outputs,
     clock: SharedClock,
     layout: Layout,
     limits: AnalyzeLimits,
     pool: rayon::ThreadPool,
-    inflight: InFlight,
+    busy: crate::busy::Busy,
     sink: MetadataSink,
     script: ScriptSlot,
-    retries: u32,
     /// KiB of decoded pixels in memory at once (`processor.max_decode_bytes`),
     /// charged from each image's header before it is decoded. Separate from
     /// the raw-bytes budget, so a task waiting here holds nothing another
@@ -63,38 +63,33 @@ pub struct Processor {
 }
 
 impl Processor {
+    /// A processor for `[processor]` over the lake whose keys `layout` lays out.
     pub fn new(
-        cfg: &Config,
+        p: &ProcessorConfig,
+        layout: Layout,
         store: SharedStore,
         clock: SharedClock,
-        inflight: InFlight,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.worker_threads())
+            .num_threads(p.worker_threads())
             .thread_name(|i| format!("imgpipe-cpu-{i}"))
             .build()?;
-        let (sink, sink_task) = MetadataSink::spawn(store.clone(), cfg.processor.flush_interval);
-        let budget_kib =
-            u32::try_from(cfg.processor.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let p = &cfg.processor;
+        let (sink, sink_task) = MetadataSink::spawn(store.clone(), p.flush_interval);
+        let budget_kib = u32::try_from(p.max_inflight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let decode_budget_kib =
             u32::try_from(p.max_decode_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let budget = Arc::new(Semaphore::new(budget_kib as usize));
         Ok(Self {
             ctx: Arc::new(Ctx {
+                outputs: Outputs::new(store.clone(), p.retries),
                 store,
                 clock,
-                layout: Layout::new(cfg.retention()),
-                limits: AnalyzeLimits {
-                    max_pixels: p.max_pixels,
-                    max_decode_bytes: p.max_decode_bytes,
-                    thumbnail_px: p.thumbnail_px,
-                },
+                layout,
+                limits: AnalyzeLimits::from(p),
                 pool,
-                inflight,
+                busy: Default::default(),
                 sink,
-                script: ScriptSlot::new(p.script.as_ref(), cfg.script_slots()),
-                retries: p.retries,
+                script: ScriptSlot::new(p.script.as_ref(), p.script_slots()),
                 decode_budget: Arc::new(Semaphore::new(decode_budget_kib as usize)),
                 decode_budget_kib,
                 raw_budget: budget.clone(),
@@ -103,7 +98,7 @@ impl Processor {
             budget,
             budget_kib,
             sink_task,
-            flush_interval: cfg.processor.flush_interval,
+            flush_interval: p.flush_interval,
         })
     }
 
@@ -191,14 +186,6 @@ impl Processor {
     }
 }
 
-fn retry_policy(retries: u32) -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(std::time::Duration::from_millis(100))
-        .with_max_delay(std::time::Duration::from_secs(10))
-        .with_max_times(retries as usize)
-        .with_jitter()
-}
-
 async fn process_one(ctx: Arc<Ctx>, delivery: Delivery, budget: OwnedSemaphorePermit) {
     // Every log line about this image names it, and the HTTP request
     // that brought it (joinable to the API's lines).
@@ -263,12 +250,12 @@ async fn process(
     charged: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Outcome, StoreError> {
     // One task per id at a time; a finished image is never redone.
-    let Some(_guard) = ctx.inflight.try_enter(ev.id) else {
+    let Some(_guard) = ctx.busy.try_enter(ev.id) else {
         return Ok(Outcome::InFlight);
     };
     let store = &ctx.store;
-    let policy = retry_policy(ctx.retries);
-    let state = (|| lake::state::image_state(store, &ctx.layout, ev.id, ctx.clock.now()))
+    let policy = ctx.outputs.policy();
+    let state = (|| lake::state::image_state(store, &ctx.layout, ev.id, ctx.clock.now(), None))
         .retry(policy)
         .await?;
     // Finished, erased or expired: nothing to do. (Received or unknown:
@@ -298,7 +285,7 @@ async fn process(
         *charged = None;
         *charged = ctx.raw_budget.clone().acquire_many_owned(needed).await.ok();
     }
-    let Some(bytes) = (|| store.get(&ev.raw_key)).retry(policy).await? else {
+    let Some(bytes) = ctx.outputs.get(&ev.raw_key).await? else {
         tracing::info!(id = %ev.id, "raw object gone (erased or expired) before processing");
         return Ok(Outcome::Skipped);
     };
@@ -363,13 +350,7 @@ async fn on_pool(
 ) -> Result<Analysis, ProcessError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.spawn(move || {
-        let result = std::panic::catch_unwind(|| analyze(&bytes, &limits)).unwrap_or_else(|_| {
-            Err(ProcessError::new(
-                lake::records::QuarantineReason::DecodeFailed,
-                "the decoder panicked on this input",
-            ))
-        });
-        let _ = tx.send(result);
+        let _ = tx.send(analyze::analyze_contained(&bytes, &limits));
     });
     rx.await.unwrap_or_else(|_| {
         Err(ProcessError::new(
@@ -389,33 +370,22 @@ async fn write_outputs(
     started: Instant,
     script: Option<ScriptOutcome>,
 ) -> Result<(), StoreError> {
-    let store = &ctx.store;
-    let policy = retry_policy(ctx.retries);
+    let outputs = &ctx.outputs;
     let id = ev.id;
     let expires_at = ctx.layout.expires_at(id);
     let opts = PutOptions::for_image(id, ev.source, &a.sha256, expires_at, "image/jpeg");
     let thumb_key = layout::thumb_key(id);
-    let thumb = Bytes::from(a.thumbnail_jpeg);
-    (|| store.put(&thumb_key, thumb.clone(), &opts))
-        .retry(policy)
+    outputs
+        .put(&thumb_key, Bytes::from(a.thumbnail_jpeg), &opts)
         .await?;
-    let script_version = script.as_ref().map(|o| o.version.clone());
-    let mut script_keys = Vec::new();
-    let script_fields = script.map(|outcome| {
-        for (name, body) in outcome.files {
-            script_keys.push((layout::script_key(id, &name), body));
+    let (script_fields, script_version, script_keys) = match script {
+        Some(outcome) => {
+            let fields = outcome.fields_text();
+            let keys = outputs.script_files(id, outcome.files, &opts).await?;
+            (Some(fields), Some(outcome.version), keys)
         }
-        serde_json::Value::Object(outcome.fields).to_string()
-    });
-    let file_opts = PutOptions {
-        content_type: None,
-        ..opts.clone()
+        None => (None, None, Vec::new()),
     };
-    for (key, body) in &script_keys {
-        (|| store.put(key, body.clone(), &file_opts))
-            .retry(policy)
-            .await?;
-    }
 
     let row = MetadataRow {
         id,
@@ -437,32 +407,21 @@ async fn write_outputs(
         has_gps: a.exif.gps.is_some(),
         gps_lat: a.exif.gps.map(|g| g.0),
         gps_lon: a.exif.gps.map(|g| g.1),
-        thumb_key: thumb_key.clone(),
+        thumb_key,
         raw_key: ev.raw_key.clone(),
         script: script_fields,
         processing_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        status: "processed".into(),
+        status: lake::state::Status::Processed,
         script_version,
     };
-    let manifest_key = layout::manifest_key(id);
     let manifest = Manifest {
         id,
-        keys: [ev.raw_key.clone(), thumb_key]
-            .into_iter()
-            .chain(script_keys.into_iter().map(|(k, _)| k))
-            .chain([manifest_key.clone()])
-            .collect(),
+        keys: outputs::manifest_keys(id, &ev.raw_key, script_keys),
         row: row.clone(),
     };
-    let body = Bytes::from(serde_json::to_vec(&manifest).unwrap_or_default());
-    let json_opts = PutOptions {
-        content_type: Some("application/json".into()),
-        ..opts.clone()
-    };
-    (|| store.put(&manifest_key, body.clone(), &json_opts))
-        .retry(policy)
-        .await?;
-    if erased_meanwhile(ctx, id, &manifest.keys[1..]).await? {
+    outputs.manifest(&manifest, &opts).await?;
+    // Everything but the raw object, which stays the erasure's to remove.
+    if outputs.erased_meanwhile(id, &manifest.keys[1..]).await? {
         return Ok(());
     }
     if ctx.sink.append(row).await.is_err() {
@@ -501,32 +460,9 @@ async fn quarantine(
             "application/json",
         )
     };
-    (|| ctx.store.put(&key, body.clone(), &opts))
-        .retry(retry_policy(ctx.retries))
-        .await?;
-    erased_meanwhile(ctx, ev.id, &[key]).await?;
+    ctx.outputs.put(&key, body, &opts).await?;
+    ctx.outputs.erased_meanwhile(ev.id, &[key]).await?;
     Ok(())
-}
-
-/// An image erased while we worked on it: remove what we just wrote (the
-/// erasure may have looked before it existed). True if so.
-async fn erased_meanwhile(
-    ctx: &Ctx,
-    id: lake::ImageId,
-    written: &[String],
-) -> Result<bool, StoreError> {
-    let policy = retry_policy(ctx.retries);
-    if !(|| erasure::is_erased(&ctx.store, id))
-        .retry(policy)
-        .await?
-    {
-        return Ok(false);
-    }
-    tracing::info!(%id, "image erased during processing; outputs removed");
-    (|| erasure::purge_keys(&ctx.store, written))
-        .retry(policy)
-        .await?;
-    Ok(true)
 }
 
 /// The script runner in use, swappable while images are in flight: each
@@ -539,7 +475,7 @@ pub struct ScriptSlot {
 }
 
 impl ScriptSlot {
-    fn new(cfg: Option<&lake::config::ScriptConfig>, slots: usize) -> Self {
+    fn new(cfg: Option<&crate::ScriptConfig>, slots: usize) -> Self {
         Self {
             current: Arc::new(std::sync::RwLock::new(
                 cfg.map(|c| Arc::new(ScriptRunner::new(c, slots))),
@@ -556,7 +492,7 @@ impl ScriptSlot {
     }
 
     /// Use `cfg` for images that start from now on; returns the new version.
-    pub fn replace(&self, cfg: Option<&lake::config::ScriptConfig>) -> Option<String> {
+    pub fn replace(&self, cfg: Option<&crate::ScriptConfig>) -> Option<String> {
         let runner = cfg.map(|c| Arc::new(ScriptRunner::new(c, self.slots)));
         let version = runner.as_ref().map(|r| r.version());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = runner;

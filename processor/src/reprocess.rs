@@ -5,10 +5,9 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lake::{
-    Config, ImageId, Layout, SharedStore, StoreError, erasure,
+    ImageId, Layout, SharedStore, StoreError, erasure,
     layout::{self, parse_key},
     records::Manifest,
     schema,
@@ -16,7 +15,9 @@ use lake::{
 };
 
 use crate::{
-    analyze::{AnalyzeLimits, analyze},
+    ProcessorConfig,
+    analyze::{AnalyzeLimits, analyze_contained},
+    outputs::{self, Outputs},
     script::{ScriptInput, ScriptRunner},
 };
 
@@ -50,18 +51,32 @@ pub enum ReprocessError {
 /// The images to redo, oldest first, with their manifests.
 pub async fn select(
     store: &SharedStore,
-    cfg: &Config,
+    cfg: &ProcessorConfig,
+    layout: &Layout,
     now: DateTime<Utc>,
     selection: &Selection,
     current_version: &str,
 ) -> Result<Vec<Manifest>, ReprocessError> {
-    let layout = Layout::new(cfg.retention());
     // Rows younger than two flushes may still sit in a running writer's
     // buffer, where we could not replace them.
-    let settled =
-        now - chrono::Duration::from_std(cfg.processor.flush_interval * 2).unwrap_or_default();
+    let settled = now - chrono::Duration::from_std(cfg.flush_interval * 2).unwrap_or_default();
+    // Only the hour partitions the selection can reach.
+    let first = selection.since.map_or(now - layout.retention, |since| {
+        since.max(now - layout.retention)
+    });
+    let mut hour = layout::hour_start(first);
+    let mut objects = Vec::new();
+    while hour <= settled {
+        let prefix = format!(
+            "{}{}/",
+            layout::Area::Derived.prefix(),
+            layout::partition(hour)
+        );
+        objects.extend(store.list(&prefix).await?);
+        hour += chrono::Duration::hours(1);
+    }
     let mut out = Vec::new();
-    for obj in store.list(layout::Area::Derived.prefix()).await? {
+    for obj in objects {
         if !obj.key.ends_with(layout::MANIFEST_FILE) {
             continue;
         }
@@ -94,29 +109,30 @@ pub async fn select(
     Ok(out)
 }
 
-/// Redo one image. `Ok(false)` when it was erased or its raw bytes are gone.
+/// Redo one image through the processor's own steps: the same limits and
+/// script request, the same writers and retries, the same tombstone checks.
+/// `Ok(false)` when it was erased or its raw bytes are gone.
 pub async fn reprocess_one(
     store: &SharedStore,
-    cfg: &Config,
+    cfg: &ProcessorConfig,
     runner: &ScriptRunner,
     mut manifest: Manifest,
 ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let outputs = Outputs::new(store.clone(), cfg.retries);
     let id = manifest.id;
-    if erasure::is_erased(store, id).await? {
+    if outputs.is_erased(id).await? {
         return Ok(false);
     }
-    let Some(raw) = store.get(&manifest.row.raw_key).await? else {
+    let Some(raw) = outputs.get(&manifest.row.raw_key).await? else {
         return Ok(false);
     };
-    let limits = AnalyzeLimits {
-        max_pixels: cfg.processor.max_pixels,
-        max_decode_bytes: cfg.processor.max_decode_bytes,
-        thumbnail_px: cfg.processor.thumbnail_px,
-    };
+    let limits = AnalyzeLimits::from(cfg);
     let raw_for_cpu = raw.clone();
-    let analysis = tokio::task::spawn_blocking(move || analyze(&raw_for_cpu, &limits)).await??;
-    let input = ScriptInput::new(id, manifest.row.source, &raw, &analysis);
-    let outcome = runner.run(&input).await?;
+    let analysis =
+        tokio::task::spawn_blocking(move || analyze_contained(&raw_for_cpu, &limits)).await??;
+    let outcome = runner
+        .run(&ScriptInput::new(id, manifest.row.source, &raw, &analysis))
+        .await?;
 
     // New outputs first, then the manifest that names them, then the row.
     let opts = PutOptions::for_image(
@@ -126,37 +142,22 @@ pub async fn reprocess_one(
         manifest.row.expires_at,
         "application/octet-stream",
     );
+    let fields = outcome.fields_text();
+    let new_keys = outputs.script_files(id, outcome.files, &opts).await?;
     let script_prefix = format!("{}script/", layout::derived_prefix(id));
-    let mut new_keys = Vec::new();
-    for (name, body) in outcome.files {
-        let key = layout::script_key(id, &name);
-        store.put(&key, body, &opts).await?;
-        new_keys.push(key);
-    }
     let stale: Vec<String> = manifest
         .keys
         .iter()
         .filter(|k| k.starts_with(&script_prefix) && !new_keys.contains(k))
         .cloned()
         .collect();
-    manifest.keys.retain(|k| !k.starts_with(&script_prefix));
-    let manifest_at = manifest.keys.len().saturating_sub(1);
-    manifest.keys.splice(manifest_at..manifest_at, new_keys);
-    manifest.row.script = Some(serde_json::Value::Object(outcome.fields).to_string());
+    manifest.keys = outputs::manifest_keys(id, &manifest.row.raw_key, new_keys);
+    manifest.row.script = Some(fields);
     manifest.row.script_version = Some(outcome.version);
-    let body = Bytes::from(serde_json::to_vec(&manifest)?);
-    store.put(&layout::manifest_key(id), body, &opts).await?;
-    store.delete(&stale).await?;
+    outputs.manifest(&manifest, &opts).await?;
+    erasure::purge_keys(store, &stale).await?;
     replace_row(store, &manifest.row).await?;
-    if erasure::is_erased(store, id).await? {
-        // Erased while we worked: take back what we wrote.
-        let mine: Vec<String> = manifest
-            .keys
-            .iter()
-            .filter(|k| **k != manifest.row.raw_key)
-            .cloned()
-            .collect();
-        erasure::purge_keys(store, &mine).await?;
+    if outputs.erased_meanwhile(id, &manifest.keys[1..]).await? {
         erasure::scrub_partition(store, id).await?;
         return Ok(false);
     }
@@ -211,11 +212,7 @@ async fn partition_lock(prefix: &str) -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 /// The runner for the configured script.
-pub fn runner(cfg: &Config) -> Result<ScriptRunner, ReprocessError> {
-    let script = cfg
-        .processor
-        .script
-        .as_ref()
-        .ok_or(ReprocessError::NoScript)?;
+pub fn runner(cfg: &ProcessorConfig) -> Result<ScriptRunner, ReprocessError> {
+    let script = cfg.script.as_ref().ok_or(ReprocessError::NoScript)?;
     Ok(ScriptRunner::new(script, cfg.script_slots()))
 }

@@ -1,10 +1,13 @@
 //! The embedded pipeline's event source: what ingest hands over in-process,
 //! plus — once, at start — every image a crash left unfinished, found by a
 //! scan of the hours not yet checkpointed (`lake::reconcile`). Nothing to
-//! acknowledge: the lake is the record.
+//! acknowledge (the lake is the record), but what it has handed out and
+//! not yet seen finished is the status route's `processing`.
 
 use async_trait::async_trait;
-use lake::{Delivery, EventSource, ImageReceived, Layout, SharedClock, SharedStore, reconcile};
+use lake::{
+    Delivery, EventSource, ImageReceived, InProgress, Layout, SharedClock, SharedStore, reconcile,
+};
 use tokio::sync::mpsc;
 
 /// Recovered events waiting to be taken; the scan waits when it is full.
@@ -13,6 +16,7 @@ const RECOVERED_QUEUE: usize = 64;
 #[derive(Debug)]
 pub struct Embedded {
     live: mpsc::Receiver<ImageReceived>,
+    in_progress: InProgress,
     store: SharedStore,
     clock: SharedClock,
     layout: Layout,
@@ -30,12 +34,18 @@ impl Embedded {
     ) -> Self {
         Self {
             live,
+            in_progress: InProgress::default(),
             store,
             clock,
             layout,
             recovered: None,
             scan: None,
         }
+    }
+
+    /// The images handed out and not yet done or given up.
+    pub fn in_progress(&self) -> InProgress {
+        self.in_progress.clone()
     }
 
     /// The scan starts with the first request for work, so it never runs
@@ -80,9 +90,9 @@ impl EventSource for Embedded {
                 }
             };
             tokio::select! {
-                ev = self.live.recv() => return ev.map(Delivery::untracked),
+                ev = self.live.recv() => return ev.map(|ev| self.in_progress.deliver(ev)),
                 ev = recovered => match ev {
-                    Some(ev) => return Some(Delivery::untracked(ev)),
+                    Some(ev) => return Some(self.in_progress.deliver(ev)),
                     // The scan is over; only live events from now on.
                     None => self.recovered = None,
                 },

@@ -10,7 +10,6 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use lake::Config;
 
 #[derive(Debug, Clone)]
 pub struct Scratch {
@@ -20,14 +19,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The configured script's scratch dir, if a script is configured.
-    pub fn from_config(cfg: &Config) -> Option<Self> {
-        let script = cfg.processor.script.as_ref()?;
-        let longest_run = script.timeout * (script.retries + 1);
-        Some(Self {
-            dir: script.scratch_dir(),
+    /// The scratch dir of a script whose runs (retries included) last at
+    /// most `longest_run`: an entry twice that old, and at least an hour
+    /// old, belongs to no live run.
+    pub fn for_runs(dir: PathBuf, longest_run: Duration) -> Self {
+        Self {
+            dir,
             stale_after: (longest_run * 2).max(Duration::from_secs(3600)),
-        })
+        }
     }
 
     pub fn new(dir: PathBuf, stale_after: Duration) -> Self {

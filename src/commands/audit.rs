@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use lake::Config;
 
 use super::{open_lake, passed};
 use crate::{cli::ReportFormat, kafka};
@@ -43,13 +43,8 @@ async fn report(
 ) -> Result<retention::audit::AuditReport> {
     let store = open_lake(config, false).await?;
     let now = now.unwrap_or_else(Utc::now);
-    let mut report = retention::audit::audit(
-        &store,
-        lake::Layout::new(config.retention()),
-        retention::scratch::Scratch::from_config(config).as_ref(),
-        now,
-    )
-    .await?;
+    let mut report =
+        retention::audit::audit(&store, config.layout(), config.scratch().as_ref(), now).await?;
     if let Some(s3) = &config.lake.s3 {
         // S3's lifecycle rules must back the sweeper up.
         let bucket = lake::store::S3Store::connect(s3).await?;

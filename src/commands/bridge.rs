@@ -3,7 +3,9 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Result;
-use lake::{Config, SystemClock};
+use lake::SystemClock;
+
+use crate::config::Config;
 
 use super::{open_lake, require_kafka, termination};
 use crate::{kafka, telemetry};

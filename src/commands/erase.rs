@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::Result;
-use lake::Config;
 
 use super::open_lake;
 

@@ -3,8 +3,8 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use crate::config::Config;
 use anyhow::{Context, Result};
-use lake::Config;
 use tokio::sync::watch;
 
 use crate::cli::{Command, KeysCommand, PoliciesCommand, RetentionCommand};

@@ -3,10 +3,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use crate::config::Config;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::{csv, json, util::pretty};
-use lake::Config;
 
 use super::open_lake;
 use crate::cli::QueryFormat;

@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use lake::Config;
 use processor::reprocess;
 
 use super::{check_script, open_lake};
@@ -21,9 +21,18 @@ pub async fn run(
         script_version,
     };
     let store = open_lake(&config, false).await?;
-    let runner = reprocess::runner(&config)?;
+    let runner = reprocess::runner(&config.processor)?;
     let version = runner.version();
-    let todo = reprocess::select(&store, &config, Utc::now(), &selection, &version).await?;
+    let layout = config.layout();
+    let todo = reprocess::select(
+        &store,
+        &config.processor,
+        &layout,
+        Utc::now(),
+        &selection,
+        &version,
+    )
+    .await?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::new(todo.len() as u64)
     } else {
@@ -33,13 +42,14 @@ pub async fn run(
     let results: Vec<bool> = futures::stream::iter(todo)
         .map(|manifest| async move {
             let id = manifest.id;
-            let result = reprocess::reprocess_one(store, config, runner, manifest).await;
+            let result =
+                reprocess::reprocess_one(store, &config.processor, runner, manifest).await;
             if let Err(e) = &result {
                 tracing::warn!(%id, error = %e, "reprocessing failed; the image keeps its previous fields");
             }
             result.is_ok_and(|done| done)
         })
-        .buffer_unordered(config.script_slots())
+        .buffer_unordered(config.processor.script_slots())
         .inspect(|_| bar.inc(1))
         .collect()
         .await;

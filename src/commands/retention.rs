@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::{Context, Result};
-use lake::Config;
 
 use crate::cli::RulesFormat;
 

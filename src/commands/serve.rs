@@ -6,7 +6,9 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 use crate::cli::ListenArgs;
 
 use anyhow::{Context, Result};
-use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
+use lake::{InProgress, SharedClock, SystemClock};
+
+use crate::config::Config;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::{open_lake, require_kafka, termination};
@@ -15,7 +17,7 @@ use crate::{kafka, telemetry};
 pub async fn run(mut config: Config, listen: ListenArgs) -> Result<ExitCode> {
     listen.apply(&mut config);
     require_kafka(&config, "serve")?;
-    config.check_listen()?;
+    config.api.check_listen()?;
     let store = open_lake(&config, true).await?;
     kafka::prepare_topics(&config, false, true).await?;
     let events = kafka::events(&config)?;
@@ -27,7 +29,8 @@ pub async fn run(mut config: Config, listen: ListenArgs) -> Result<ExitCode> {
         store,
         Arc::new(SystemClock),
         events,
-        InFlight::default(),
+        // Processors run elsewhere: this process knows of none in progress.
+        InProgress::default(),
         metrics,
     )
     .await?;
@@ -71,7 +74,7 @@ pub async fn bind_api(
     store: lake::SharedStore,
     clock: SharedClock,
     events: Arc<dyn lake::EventSink>,
-    inflight: InFlight,
+    in_progress: InProgress,
     metrics: PrometheusHandle,
 ) -> Result<BoundApi> {
     let jwt = match &config.api.jwt {
@@ -95,12 +98,12 @@ pub async fn bind_api(
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
+    let admission = lake::admission::Admission::new(store, clock, config.layout(), events);
     let state = ingest_api::AppState::new(
-        config,
-        store,
-        clock,
-        events,
-        inflight,
+        &config.api,
+        &config.lake,
+        admission,
+        in_progress,
         api_policy(config)?,
         Some(metrics),
         jwt,

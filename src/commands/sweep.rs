@@ -5,7 +5,9 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use lake::{Config, SharedClock, SystemClock};
+use lake::{SharedClock, SystemClock};
+
+use crate::config::Config;
 use tokio::sync::watch;
 
 use super::{open_lake, stopped, termination};
@@ -18,7 +20,7 @@ pub async fn run(config: Config, once: bool, now: Option<DateTime<Utc>>) -> Resu
         None => Arc::new(SystemClock),
     };
     let mut sweeper = retention::Sweeper::new(store.clone(), clock, config.retention())
-        .with_scratch(retention::scratch::Scratch::from_config(&config));
+        .with_scratch(config.scratch());
     if once || now.is_some() {
         // A spinner for people; logs and the final line for everyone else.
         let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())

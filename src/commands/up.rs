@@ -3,7 +3,9 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, Result};
-use lake::{Config, SharedClock, SystemClock, inflight::InFlight};
+use lake::{SharedClock, SystemClock};
+
+use crate::config::Config;
 use tokio::sync::{mpsc, watch};
 
 use super::{check_script, open_lake, serve::bind_api, stopped, termination};
@@ -16,35 +18,36 @@ pub async fn run(
     enforce_retention: bool,
 ) -> Result<ExitCode> {
     listen.apply(&mut config);
-    config.check_listen()?;
+    config.api.check_listen()?;
     check_script(&config)?;
     let store = open_lake(&config, true).await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let inflight = InFlight::default();
     let (events_tx, events_rx) = mpsc::channel(config.processor.queue_capacity);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = telemetry::metrics_recorder()?;
     let telemetry =
         telemetry::Listener::start(config.telemetry.listen, metrics.clone(), store.clone()).await?;
 
-    let processor =
-        processor::Processor::new(&config, store.clone(), clock.clone(), inflight.clone())
-            .context("starting the processor pool")?;
+    let processor = processor::Processor::new(
+        &config.processor,
+        config.layout(),
+        store.clone(),
+        clock.clone(),
+    )
+    .context("starting the processor pool")?;
     #[cfg(unix)]
     tokio::spawn(reload_script_on_hangup(
         processor.script_slot(),
         config_file,
     ));
-    let source = processor::source::Embedded::new(
-        store.clone(),
-        clock.clone(),
-        lake::Layout::new(config.retention()),
-        events_rx,
-    );
+    let source =
+        processor::source::Embedded::new(store.clone(), clock.clone(), config.layout(), events_rx);
+    // The status route's `processing`: what this source has handed out.
+    let in_progress = source.in_progress();
     let processing = tokio::spawn(processor.run(source, stopped(&stop_rx)));
 
     let sweeper = retention::Sweeper::new(store.clone(), clock.clone(), config.retention())
-        .with_scratch(retention::scratch::Scratch::from_config(&config));
+        .with_scratch(config.scratch());
     let sweeping =
         tokio::spawn(sweeper.run_every(config.retention.sweep_interval, stopped(&stop_rx)));
 
@@ -71,7 +74,7 @@ pub async fn run(
         store.clone(),
         clock,
         Arc::new(events_tx),
-        inflight,
+        in_progress,
         metrics,
     )
     .await?;

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
+use crate::config::Config;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use lake::Config;
 
 use super::{open_lake, passed};
 use crate::cli::ReportFormat;
@@ -17,13 +17,9 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let store = open_lake(&config, false).await?;
     let grace = chrono::Duration::from_std(grace.into())?;
-    let report = retention::verify::verify(
-        &store,
-        lake::Layout::new(config.retention()),
-        now.unwrap_or_else(Utc::now),
-        grace,
-    )
-    .await?;
+    let report =
+        retention::verify::verify(&store, config.layout(), now.unwrap_or_else(Utc::now), grace)
+            .await?;
     match format {
         ReportFormat::Text => println!("{report}"),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -21,15 +21,11 @@ pub mod stream;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use lake::{
-    ImageId,
-    config::{SandboxKind, ScriptConfig, ScriptMode},
-    records::QuarantineReason,
-};
+use lake::{ImageId, records::QuarantineReason};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::ProcessError;
+use crate::{ProcessError, SandboxKind, ScriptConfig, ScriptMode};
 use process::{RunError, Sandbox, Spec};
 use stream::{Pool, StreamError};
 
@@ -41,6 +37,13 @@ pub struct ScriptOutcome {
     pub fields: Map<String, Value>,
     /// Files from the output dir: path relative to it, bytes.
     pub files: Vec<(String, Bytes)>,
+}
+
+impl ScriptOutcome {
+    /// The fields as the `script` column stores them: a JSON object as text.
+    pub fn fields_text(&self) -> String {
+        Value::Object(self.fields.clone()).to_string()
+    }
 }
 
 /// The inputs of one run.

@@ -1,28 +1,25 @@
-//! Which images a processor in this process is working on right now, so the
-//! status endpoint can say `processing` in the embedded deployment.
+//! The images this processor's tasks are working on right now: a second
+//! event for one of them (a redelivery, a recovered duplicate) waits
+//! rather than processing it twice at once.
 
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
 };
 
-use crate::id::ImageId;
+use lake::ImageId;
 
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashSet<ImageId>>>);
+pub(crate) struct Busy(Arc<Mutex<HashSet<ImageId>>>);
 
-impl InFlight {
+impl Busy {
     /// Mark `id` as in processing until the guard drops; `None` when some
     /// task already holds it (a duplicate event).
-    pub fn try_enter(&self, id: ImageId) -> Option<InFlightGuard> {
-        self.lock().insert(id).then(|| InFlightGuard {
+    pub(crate) fn try_enter(&self, id: ImageId) -> Option<BusyGuard> {
+        self.lock().insert(id).then(|| BusyGuard {
             set: self.clone(),
             id,
         })
-    }
-
-    pub fn contains(&self, id: ImageId) -> bool {
-        self.lock().contains(&id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ImageId>> {
@@ -31,12 +28,12 @@ impl InFlight {
 }
 
 #[derive(Debug)]
-pub struct InFlightGuard {
-    set: InFlight,
+pub(crate) struct BusyGuard {
+    set: Busy,
     id: ImageId,
 }
 
-impl Drop for InFlightGuard {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.set.lock().remove(&self.id);
     }
