@@ -22,12 +22,10 @@ use lake::{
     store::ObjectVersion,
 };
 
-/// How often the sweeper also walks `idempotency/` whole, the one area
-/// whose keys start with the hash they are looked up by rather than a time
-/// partition. Its records are purged on time through their expiry markers
-/// (`expiry/`); the walk is the backstop for records without one (written
-/// by older versions). `imgpipe sweep --once` and a restart always walk it.
-pub const INDEX_WALK_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// How often (and at start) the sweeper finishes erasures a crash cut
+/// short: a look at `erased/`, whose size follows the erasures asked for
+/// in the retention period, not the lake.
+pub const RESUME_ERASURES_EVERY: chrono::Duration = chrono::Duration::hours(1);
 
 /// Called as each area of a sweep finishes (for progress displays).
 pub type ProgressHook = std::sync::Arc<dyn Fn(&SweepReport, Area) + Send + Sync>;
@@ -39,8 +37,10 @@ pub struct Sweeper {
     layout: Layout,
     progress: Option<ProgressHook>,
     scratch: Option<scratch::Scratch>,
-    /// When this sweeper last walked `idempotency/`.
-    index_walk: std::sync::Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
+    /// Also walk the areas not partitioned by time (`idempotency/`) whole.
+    whole_index: bool,
+    /// When this sweeper last finished cut-short erasures.
+    erasures_resumed: std::sync::Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl fmt::Debug for Sweeper {
@@ -105,8 +105,21 @@ impl Sweeper {
             layout: Layout::new(retention),
             progress: None,
             scratch: None,
-            index_walk: std::sync::Arc::default(),
+            whole_index: false,
+            erasures_resumed: std::sync::Arc::default(),
         }
+    }
+
+    /// Also walk `idempotency/` whole: its records are keyed by the hash
+    /// they are looked up by, not by time, and are purged through their
+    /// expiry markers (`expiry/`, partitioned), which every writer puts
+    /// first. A whole walk costs what the lake holds, so only a sweep by
+    /// hand (`imgpipe sweep --once`) makes one, as a backstop for records
+    /// written without a marker (by versions before markers); the audit
+    /// reports any such record past its expiry.
+    pub fn walking_the_index_whole(mut self) -> Self {
+        self.whole_index = true;
+        self
     }
 
     /// Also remove the script's stale scratch directories.
@@ -122,8 +135,8 @@ impl Sweeper {
 
     /// One pass: in each partitioned area only the hour partitions whose
     /// images have begun to expire, listed only up to the first image still
-    /// kept; `idempotency/` (keyed by hash, not time) walked whole, at most
-    /// once per [`INDEX_WALK_EVERY`].
+    /// kept; `idempotency/` (keyed by hash, not time) through the expiry
+    /// markers in `expiry/`, or walked whole when asked.
     pub async fn sweep_once(&self) -> Result<SweepReport, SweepError> {
         let now = self.clock.now();
         let mut report = SweepReport {
@@ -133,13 +146,14 @@ impl Sweeper {
         // At start (a restart after a crash) and hourly: an erasure cut
         // short has its image's data back in the hands of its owner only
         // once finished, not at expiry.
-        if self.index_walk_due(now) {
+        if self.resume_due(now) {
             report.erasures_resumed = erase::resume(&self.store, now).await? as u64;
+            self.resumed(now);
         }
         for area in Area::ALL {
             let expired = if area.is_partitioned() {
                 self.expired_in_partitions(area, now, &mut report).await?
-            } else if self.index_walk_due(now) {
+            } else if self.whole_index {
                 self.expired_anywhere(area, now, &mut report).await?
             } else {
                 Vec::new()
@@ -173,7 +187,6 @@ impl Sweeper {
                 hook(&report, area);
             }
         }
-        self.index_walked(now);
         report.purged += self.store.remove_stale_scratch().await? as u64;
         if let Some(scratch) = self.scratch.clone() {
             report.purged += tokio::task::spawn_blocking(move || scratch.remove_stale(now))
@@ -276,15 +289,13 @@ impl Sweeper {
             .map_or(0.0, |at| (now - at).num_milliseconds() as f64 / 1000.0)
     }
 
-    fn index_walk_due(&self, now: DateTime<Utc>) -> bool {
-        let last = self.index_walk.lock().map(|l| *l).unwrap_or(None);
-        last.is_none_or(|last| now - last >= INDEX_WALK_EVERY || now < last)
+    fn resume_due(&self, now: DateTime<Utc>) -> bool {
+        let last = self.erasures_resumed.lock().map(|l| *l).unwrap_or(None);
+        last.is_none_or(|last| now - last >= RESUME_ERASURES_EVERY || now < last)
     }
 
-    fn index_walked(&self, now: DateTime<Utc>) {
-        if let Ok(mut last) = self.index_walk.lock()
-            && last.is_none_or(|l| now - l >= INDEX_WALK_EVERY || now < l)
-        {
+    fn resumed(&self, now: DateTime<Utc>) {
+        if let Ok(mut last) = self.erasures_resumed.lock() {
             *last = Some(now);
         }
     }
@@ -446,8 +457,16 @@ mod partition_tests {
         }
         let clock = Arc::new(FixedClock::new(now - minutes(2)));
         let sweeper = Sweeper::new(store.clone(), clock.clone(), week);
-        // The first pass after a start also walks idempotency/ whole.
+        // Not even the first pass after a start walks idempotency/.
         sweeper.sweep_once().await.unwrap();
+        assert!(
+            counting
+                .listings()
+                .iter()
+                .all(|(_, prefix)| !prefix.starts_with("idempotency/")),
+            "{:?}",
+            counting.listings()
+        );
         counting.reset();
 
         clock.set(now);
@@ -507,6 +526,46 @@ mod partition_tests {
             let held = left.iter().filter(|k| k.contains(&id.to_string())).count();
             assert_eq!(held, 5, "{id}: {left:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use lake::{FixedClock, ImageId, Store, store::FsStore};
+
+    use super::*;
+
+    /// A record written without its expiry marker (by a version before
+    /// markers) costs the running sweeper nothing and is left; a sweep by
+    /// hand walks the index whole and purges it.
+    #[tokio::test]
+    async fn only_a_sweep_by_hand_walks_the_index_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let week = chrono::Duration::days(7);
+        let now = Utc::now();
+        let old = ImageId::new(now - week - chrono::Duration::hours(2));
+        let record = layout::idempotency_key("api:legacy", old);
+        store
+            .put(&record, Bytes::from_static(b"r"), &Default::default())
+            .await
+            .unwrap();
+        let clock = Arc::new(FixedClock::new(now));
+        Sweeper::new(store.clone(), clock.clone(), week)
+            .sweep_once()
+            .await
+            .unwrap();
+        assert!(store.exists(&record).await.unwrap());
+        let report = Sweeper::new(store.clone(), clock, week)
+            .walking_the_index_whole()
+            .sweep_once()
+            .await
+            .unwrap();
+        assert_eq!(report.purged, 1);
+        assert!(!store.exists(&record).await.unwrap());
     }
 }
 

@@ -22,6 +22,8 @@ pub async fn run(config: Config, once: bool, now: Option<DateTime<Utc>>) -> Resu
     let mut sweeper = retention::Sweeper::new(store.clone(), clock, config.retention())
         .with_scratch(config.scratch());
     if once || now.is_some() {
+        // By hand: also the whole-index backstop the running sweeper skips.
+        sweeper = sweeper.walking_the_index_whole();
         // A spinner for people; logs and the final line for everyone else.
         let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
             .then(indicatif::ProgressBar::new_spinner);
