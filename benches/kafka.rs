@@ -100,12 +100,12 @@ async fn main() {
     let layout = lake::config::RetentionConfig::default().layout();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = kafka_bridge::Intake::new(
+    let intake = kafka_bridge::Intake::new(lake::admission::Admission::new(
         store.clone(),
         Arc::new(lake::SystemClock),
         layout,
         Arc::new(events_tx),
-    );
+    ));
     let bridge = kafka_bridge::Bridge::new(&config, None, intake).expect("bridge");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(bridge.run(async {
@@ -180,12 +180,12 @@ async fn main() {
     let direct: SharedStore = Arc::new(FsStore::open(&dir.path().join("direct")).expect("lake"));
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = Arc::new(kafka_bridge::Intake::new(
+    let intake = Arc::new(kafka_bridge::Intake::new(lake::admission::Admission::new(
         direct,
         Arc::new(lake::SystemClock),
         layout,
         Arc::new(events_tx),
-    ));
+    )));
     let start = Instant::now();
     for copy in 0..COPIES {
         for (i, img) in images.iter().enumerate() {

@@ -90,7 +90,12 @@ pub fn intake(
     clock: SharedClock,
     events: Arc<dyn EventSink>,
 ) -> Intake {
-    Intake::new(store, clock, config.layout(), events)
+    Intake::new(lake::admission::Admission::new(
+        store,
+        clock,
+        config.layout(),
+        events,
+    ))
 }
 
 /// The bridge, until `shutdown`.

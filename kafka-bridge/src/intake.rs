@@ -5,11 +5,9 @@
 //! finds its dedup record and completes whatever the first delivery did
 //! not.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use lake::{
-    EventSink, ImageId, Layout, SharedClock, SharedStore, Source,
+    ImageId, Source,
     admission::{Admission, AdmitError, Admitted, Incoming, Reuse},
     sniff::ImageFormat,
 };
@@ -27,13 +25,9 @@ pub enum Stored {
 pub type IntakeError = AdmitError;
 
 impl Intake {
-    pub fn new(
-        store: SharedStore,
-        clock: SharedClock,
-        layout: Layout,
-        events: Arc<dyn EventSink>,
-    ) -> Self {
-        Self(Admission::new(store, clock, layout, events))
+    /// Messages' images, stored through `admission` like every upload.
+    pub fn new(admission: Admission) -> Self {
+        Self(admission)
     }
 
     /// Where images land, for people.
