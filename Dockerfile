@@ -10,10 +10,11 @@
 FROM rust:1-bookworm AS build
 # cmake and the libcurl headers: rdkafka builds its bundled librdkafka
 # (Debian's is too old); libssl-dev: librdkafka's TLS and SCRAM (the
-# rdkafka "ssl" feature).
+# rdkafka "ssl" feature); cmake and nasm also build the bundled
+# libjpeg-turbo (JPEG shrink-on-load) with its SIMD code.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      cmake libcurl4-openssl-dev libssl-dev zlib1g-dev \
+      cmake nasm libcurl4-openssl-dev libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

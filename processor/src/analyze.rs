@@ -1,6 +1,7 @@
 //! The CPU work for one image, run on the rayon pool: check structure and
-//! dimensions before decoding, decode under an allocation cap, thumbnail,
-//! orient, hash.
+//! dimensions before decoding, decode under an allocation cap (a large JPEG
+//! straight at a fraction of its size, see `shrink`), thumbnail, orient,
+//! hash.
 
 use std::io::Cursor;
 
@@ -12,7 +13,7 @@ use lake::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{ProcessError, exif, integrity};
+use crate::{ProcessError, exif, integrity, shrink};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AnalyzeLimits {
@@ -130,9 +131,18 @@ pub fn analyze(bytes: &[u8], limits: &AnalyzeLimits) -> Result<Analysis, Process
                 .and_then(Orientation::from_exif)
         })
         .unwrap_or(Orientation::NoTransforms);
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let shrunk = match format {
+        ImageFormat::Jpeg => shrink::jpeg(bytes, width, height, limits.thumbnail_px),
+        _ => None,
+    };
+    let pixels = match shrunk {
+        Some(small) => small,
+        None => DynamicImage::from_decoder(decoder)
+            .map_err(decode_error)?
+            .into_rgb8(),
+    };
 
-    let mut thumb = DynamicImage::ImageRgb8(thumbnail(image, limits.thumbnail_px)?);
+    let mut thumb = DynamicImage::ImageRgb8(thumbnail(pixels, limits.thumbnail_px)?);
     // Orient the small image, not the big one.
     thumb.apply_orientation(orientation);
     let phash = perceptual_hash(&thumb);
@@ -188,8 +198,7 @@ fn decode_error(e: image::ImageError) -> ProcessError {
 }
 
 /// Longest side `max_side`, aspect kept, never enlarged.
-fn thumbnail(image: DynamicImage, max_side: u32) -> Result<RgbImage, ProcessError> {
-    let src = image.into_rgb8();
+fn thumbnail(src: RgbImage, max_side: u32) -> Result<RgbImage, ProcessError> {
     let (w, h) = src.dimensions();
     let scale = f64::from(max_side) / f64::from(w.max(h));
     if scale >= 1.0 {
@@ -255,6 +264,22 @@ mod tests {
         assert_eq!((thumb.width(), thumb.height()), (256, 128));
         assert_eq!(a.sha256.len(), 64);
         assert_eq!(a.phash.len(), 16);
+    }
+
+    /// The shrink-on-load path reports what the file holds, not what it
+    /// decoded, and makes the same thumbnail shape.
+    #[test]
+    fn a_large_jpeg_is_measured_whole_and_thumbnailed_from_its_shrunk_decode() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(3000, 1500, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        }));
+        let a = analyze(&encode(img, image::ImageFormat::Jpeg), &LIMITS).unwrap();
+        assert_eq!(
+            (a.width, a.height, a.format),
+            (3000, 1500, ImageFormat::Jpeg)
+        );
+        let thumb = image::load_from_memory(&a.thumbnail_jpeg).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (256, 128));
     }
 
     #[test]

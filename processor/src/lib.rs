@@ -13,6 +13,7 @@ mod outputs;
 mod pipeline;
 pub mod reprocess;
 pub mod script;
+mod shrink;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
