@@ -195,14 +195,19 @@ pub fn erased_key(id: ImageId) -> String {
     format!("erased/{}/{id}", partition(id.received_at()))
 }
 
+/// `area`'s partition of the hour `hour` falls in: `<area>/dt=…/hr=…/`.
+pub fn hour_prefix(area: Area, hour: DateTime<Utc>) -> String {
+    format!("{}{}/", area.prefix(), partition(hour))
+}
+
 /// Where the metadata rows of images received in `id`'s hour live.
 pub fn metadata_partition_prefix(id: ImageId) -> String {
-    format!("metadata/{}/", partition(id.received_at()))
+    hour_prefix(Area::Metadata, id.received_at())
 }
 
 /// Where the tombstones of images received in `id`'s hour live.
 pub fn erased_partition_prefix(id: ImageId) -> String {
-    format!("erased/{}/", partition(id.received_at()))
+    hour_prefix(Area::Erased, id.received_at())
 }
 
 /// A metadata file is named by its newest row's id and row count, and lives
@@ -409,6 +414,15 @@ mod tests {
     fn partition_prefixes_name_their_start() {
         let day = Utc.with_ymd_and_hms(2026, 11, 18, 0, 0, 0).unwrap();
         assert_eq!(partition_start("raw/dt=2026-11-18/"), Some(day));
+        let at = day + Duration::minutes(7 * 60 + 59);
+        assert_eq!(
+            hour_prefix(Area::Metadata, at),
+            "metadata/dt=2026-11-18/hr=07/"
+        );
+        assert_eq!(
+            partition_start(&hour_prefix(Area::Derived, at)),
+            Some(hour_start(at))
+        );
         assert_eq!(
             partition_start("derived/dt=2026-11-18/hr=07/"),
             Some(day + Duration::hours(7))

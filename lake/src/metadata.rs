@@ -76,7 +76,7 @@ pub async fn files_of_hour(
     store: &SharedStore,
     hour: DateTime<Utc>,
 ) -> Result<Vec<(String, usize)>, StoreError> {
-    let prefix = format!("{}{}/", Area::Metadata.prefix(), layout::partition(hour));
+    let prefix = layout::hour_prefix(Area::Metadata, hour);
     let mut files: Vec<(String, usize)> = store
         .list(&prefix)
         .await?

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::{
     ImageId, ImageReceived, Layout, SharedStore, Source, StoreError,
-    layout::{self, Area, parse_key},
+    layout::{self, Area, hour_prefix, parse_key},
     records::Manifest,
     schema::MetadataRow,
     store::PutOptions,
@@ -79,10 +79,6 @@ pub fn settled(open: &[DateTime<Utc>], layout: &Layout, now: DateTime<Utc>) -> V
         .filter(|h| **h + Duration::hours(1) + SETTLE <= now && **h + layout.retention > now)
         .copied()
         .collect()
-}
-
-fn hour_prefix(area: Area, hour: DateTime<Utc>) -> String {
-    format!("{}{}/", area.prefix(), layout::partition(hour))
 }
 
 async fn ids_in(

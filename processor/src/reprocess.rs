@@ -67,11 +67,7 @@ pub async fn select(
     let mut hour = layout::hour_start(first);
     let mut objects = Vec::new();
     while hour <= settled {
-        let prefix = format!(
-            "{}{}/",
-            layout::Area::Derived.prefix(),
-            layout::partition(hour)
-        );
+        let prefix = layout::hour_prefix(layout::Area::Derived, hour);
         objects.extend(store.list(&prefix).await?);
         hour += chrono::Duration::hours(1);
     }
