@@ -92,37 +92,46 @@ pub async fn scrub_file(
     key: &str,
     erased: &HashSet<ImageId>,
 ) -> Result<usize, ErasureError> {
+    Ok(remove_rows(store, key, |id| erased.contains(id))
+        .await?
+        .len())
+}
+
+/// Remove the rows whose image `gone` names from one metadata file (erased,
+/// or past retention), in one atomic overwrite, or a delete when no row is
+/// left; either way no older version keeps them. Returns the ids removed.
+pub async fn remove_rows(
+    store: &SharedStore,
+    key: &str,
+    gone: impl Fn(&ImageId) -> bool,
+) -> Result<Vec<ImageId>, ErasureError> {
     let schema_err = |source| ErasureError::Schema {
         key: key.to_owned(),
         source,
     };
     let Some(file) = store.get(key).await? else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let ids = schema::read_ids(file.clone()).map_err(schema_err)?;
-    if !ids.iter().any(|id| erased.contains(id)) {
-        return Ok(0);
+    if !ids.iter().any(&gone) {
+        return Ok(Vec::new());
     }
     let rows = schema::read_rows(file).map_err(schema_err)?;
-    let before = rows.len();
-    let kept: Vec<_> = rows
-        .into_iter()
-        .filter(|r| !erased.contains(&r.id))
-        .collect();
-    let removed = before - kept.len();
+    let (removed, kept): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| gone(&r.id));
+    let removed: Vec<ImageId> = removed.into_iter().map(|r| r.id).collect();
     let opts = PutOptions {
         content_type: Some("application/vnd.apache.parquet".into()),
         metadata: Vec::new(),
     };
-    let named_after_erased = parse_key(key).is_ok_and(|p| erased.contains(&p.id));
+    let named_after_gone = parse_key(key).is_ok_and(|p| gone(&p.id));
     // Every way out removes the old file's versions too: on a versioned
-    // bucket they would keep the erased rows.
+    // bucket they would keep the removed rows.
     match kept.iter().map(|r| r.id).max() {
         None => purge_key(store, key).await?,
-        // The file is named after an erased image: the rows move to a file
+        // The file is named after a removed image: the rows move to a file
         // named after the newest row left (written first, so a reader may
         // briefly see a row twice, never miss one).
-        Some(newest) if named_after_erased => {
+        Some(newest) if named_after_gone => {
             let body: Bytes = schema::write_parquet(&kept).map_err(schema_err)?;
             store
                 .put(&layout::metadata_key(newest, kept.len()), body, &opts)

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ImageId, SharedStore, StoreError,
+    ImageId, Layout, SharedStore, StoreError,
     erasure::{self, ErasureError},
     layout::{self, Area},
     schema::{self, MetadataRow, SchemaError},
@@ -94,6 +94,50 @@ pub async fn files_of_hour(
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Take the rows whose retention has ended at `now` out of the files of
+/// the hour starting at `hour`, where they share a file with rows still
+/// kept. (A file goes whole, by its key, once its newest row expires: only
+/// the hour in which expiry currently runs holds such shared files.) Rows
+/// erased meanwhile go too, and the tombstones are looked at again after
+/// each rewrite, as every row writer does. Returns the removed rows' ids.
+pub async fn remove_expired_rows(
+    store: &SharedStore,
+    layout: &Layout,
+    hour: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ImageId>, MetadataError> {
+    let in_hour = ImageId::new(hour);
+    let mut removed = Vec::new();
+    for (key, _) in files_of_hour(store, hour).await? {
+        let erased = erasure::tombstones_near(store, in_hour).await?;
+        let gone = match erasure::remove_rows(store, &key, |id| {
+            layout.expires_at(*id) <= now || erased.contains(id)
+        })
+        .await
+        {
+            Ok(gone) => gone,
+            // One damaged file holds up neither the others nor the sweep;
+            // the audit names it.
+            Err(ErasureError::Schema { key, source }) => {
+                tracing::warn!(%key, error = %source, "metadata file unreadable: its expired rows stay");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if gone.is_empty() {
+            continue;
+        }
+        removed.extend(gone.into_iter().filter(|id| layout.expires_at(*id) <= now));
+        loop {
+            let erased = erasure::tombstones_near(store, in_hour).await?;
+            if erasure::scrub_file(store, &key, &erased).await? == 0 {
+                break;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// What merging one hour did.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use lake::{Layout, SharedStore, StoreError};
+use lake::{Layout, SharedStore, StoreError, layout::Area};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +15,15 @@ pub enum Violation {
         key: String,
         expired_at: DateTime<Utc>,
     },
+    /// A metadata row still in a file after its image's expiry (the file's
+    /// own key, named after its newest row, is not expired yet).
+    ExpiredRow {
+        key: String,
+        id: String,
+        expired_at: DateTime<Utc>,
+    },
+    /// A metadata file that cannot be read: its rows' expiry is unknown.
+    UnreadableRows { key: String, detail: String },
     /// Not a lake key: nothing says when it must go.
     NoExpiry { key: String },
     /// A store whose own rules could let data outlive its expiry.
@@ -60,6 +69,20 @@ impl fmt::Display for AuditReport {
                         humanize(self.at - *expired_at)
                     )?;
                 }
+                Violation::ExpiredRow {
+                    key,
+                    id,
+                    expired_at,
+                } => {
+                    writeln!(
+                        f,
+                        "VIOLATION row of {id} expired {} ago: in {key}",
+                        humanize(self.at - *expired_at)
+                    )?;
+                }
+                Violation::UnreadableRows { key, detail } => {
+                    writeln!(f, "VIOLATION unreadable rows: {key}: {detail}")?;
+                }
                 Violation::NoExpiry { key } => writeln!(f, "VIOLATION no expiry: {key}")?,
                 Violation::Backstop { detail } => writeln!(f, "VIOLATION {detail}")?,
             }
@@ -95,6 +118,9 @@ pub async fn audit(
     // The whole store, not only the known areas: data under an unknown
     // prefix is exactly what an audit must catch.
     // Every version and delete marker: a noncurrent version is data too.
+    // Metadata files kept whose oldest rows may have expired: their rows
+    // are checked one by one below.
+    let mut row_files = Vec::new();
     for obj in store.list_versions("").await? {
         report.objects += 1;
         report.bytes += obj.size;
@@ -103,6 +129,14 @@ pub async fn audit(
                 let received = parsed.id.received_at();
                 report.oldest = Some(report.oldest.map_or(received, |o| o.min(received)));
                 let expired_at = received + layout.area_retention(parsed.area);
+                if parsed.area == Area::Metadata
+                    && obj.is_latest
+                    && !obj.delete_marker
+                    && expired_at > now
+                    && lake::layout::hour_start(received) + layout.retention <= now
+                {
+                    row_files.push(obj.key.clone());
+                }
                 if expired_at <= now {
                     report.worst_lateness_seconds = report
                         .worst_lateness_seconds
@@ -114,6 +148,34 @@ pub async fn audit(
                 }
             }
             Err(_) => report.violations.push(Violation::NoExpiry { key: obj.key }),
+        }
+    }
+    // A file is named after its newest row: the rows before it expire
+    // first, and are checked here, not judged by the key.
+    for key in row_files {
+        let Some(file) = store.get(&key).await? else {
+            continue;
+        };
+        match lake::schema::read_ids(file) {
+            Ok(ids) => {
+                for id in ids {
+                    let expired_at = layout.expires_at(id);
+                    if expired_at <= now {
+                        report.worst_lateness_seconds = report
+                            .worst_lateness_seconds
+                            .max((now - expired_at).num_seconds());
+                        report.violations.push(Violation::ExpiredRow {
+                            key: key.clone(),
+                            id: id.to_string(),
+                            expired_at,
+                        });
+                    }
+                }
+            }
+            Err(e) => report.violations.push(Violation::UnreadableRows {
+                key,
+                detail: e.to_string(),
+            }),
         }
     }
     // Partial writes of crashed writers: image bytes with no key at all.
