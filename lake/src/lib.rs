@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod reconcile;
 pub mod records;
 pub mod schema;
+pub mod scratch;
 pub mod sniff;
 pub mod source;
 pub mod state;

@@ -33,10 +33,12 @@ impl Scratch {
         Self { dir, stale_after }
     }
 
-    /// Entries no live run can own at `now`. A run's directory carries its
-    /// start time in its name (`run-<unix seconds>-…`), which the script
-    /// cannot change; anything else is judged by its mtime, and a time in
-    /// the future (a script's `touch`) counts as stale.
+    /// Entries no live run can own at `now`. A run's directory, and a
+    /// stream worker's (which holds the runs it serves), carries its start
+    /// time in its name (`run-<unix seconds>-…`, `worker-…`), given by
+    /// imgpipe in a directory no script can write; a worker's lives up to
+    /// its maximum age longer. Anything else is judged by its mtime, and a
+    /// time in the future counts as stale.
     pub fn stale(&self, now: DateTime<Utc>) -> Vec<PathBuf> {
         let cutoff = SystemTime::from(now) - self.stale_after;
         let future = SystemTime::from(now) + Duration::from_secs(300);
@@ -46,7 +48,7 @@ impl Scratch {
             .flatten()
             .flatten()
             .filter(|e| match started(&e.file_name().to_string_lossy()) {
-                Some(t) => is_stale(t),
+                Some((start, lives)) => start + lives < cutoff || start > future,
                 None => e
                     .metadata()
                     .and_then(|m| m.modified())
@@ -71,10 +73,16 @@ impl Scratch {
     }
 }
 
-/// The start time a run directory's name carries.
-fn started(name: &str) -> Option<SystemTime> {
-    let secs: u64 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+/// The start time an entry's name carries, and how much longer than a run
+/// it may live: a worker serves up to its maximum age (its runs are judged
+/// with it).
+fn started(name: &str) -> Option<(SystemTime, Duration)> {
+    let (kind, secs) = lake::scratch::parse_entry(name)?;
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    Some(match kind {
+        lake::scratch::WORKER_PREFIX => (start, lake::scratch::MAX_WORKER_AGE),
+        _ => (start, Duration::ZERO),
+    })
 }
 
 /// Remove a file or a tree, first giving back the permissions a script may
@@ -122,5 +130,27 @@ mod tests {
         assert_eq!(stale, vec![run.clone(), forged]);
         assert_eq!(scratch.remove_stale(later), 2);
         assert!(!run.exists());
+    }
+
+    /// A stream worker's directory is kept while the worker may live, then
+    /// goes whole, whatever the runs inside it are called.
+    #[test]
+    fn a_worker_directory_lives_as_long_as_its_worker_may() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let worker = dir.path().join(format!("worker-{}-w", now.timestamp()));
+        // A name a script could try inside its own directory.
+        std::fs::create_dir_all(worker.join(format!("run-{}-z", now.timestamp() + 86_400 * 30)))
+            .unwrap();
+        let scratch = Scratch::new(dir.path().to_owned(), Duration::from_secs(3600));
+        assert!(
+            scratch
+                .stale(now + chrono::Duration::minutes(90))
+                .is_empty()
+        );
+        assert_eq!(
+            scratch.stale(now + chrono::Duration::hours(3)),
+            vec![worker]
+        );
     }
 }

@@ -209,12 +209,20 @@ impl ScriptRunner {
                 format!("preparing the script's {what}: {e}"),
             )
         };
-        // A private directory per run, removed when it drops.
-        // Its start time in its name, for the sweeper (see retention's scratch).
-        let prefix = format!("run-{}-", chrono::Utc::now().timestamp());
+        // Stream mode: the worker first, since the run's files go in its
+        // own directory (the only one it can read and write).
+        let lease = match &self.stream {
+            Some(pool) => Some(pool.lease().await.map_err(stream_error)?),
+            None => None,
+        };
+        // A private directory per run, removed when it drops; its start time
+        // in its name, for the sweeper (see retention's scratch).
+        let prefix =
+            lake::scratch::entry_prefix(lake::scratch::RUN_PREFIX, chrono::Utc::now().timestamp());
+        let parent = lease.as_ref().map_or(self.spec.cwd.as_path(), |l| l.dir());
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
-            .tempdir_in(&self.spec.cwd)
+            .tempdir_in(parent)
             .map_err(|e| io_error("directory", e))?;
         let input_dir = dir.path().join("input");
         let out_dir = dir.path().join("out");
@@ -238,7 +246,7 @@ impl ScriptRunner {
         let request = serde_json::to_vec(&request).unwrap_or_default();
         let timeout = self.cfg.timeout;
         let version = self.version();
-        let fields = match &self.stream {
+        let fields = match lease {
             None => {
                 let _slot = self.slots.acquire().await.map_err(|_| closed())?;
                 let mut spec = self.spec.clone();
@@ -257,9 +265,9 @@ impl ScriptRunner {
                 }
                 parse_fields(&out.stdout).map_err(|why| bad_output(why, &out.stderr_tail))?
             }
-            Some(pool) => {
+            Some(lease) => {
                 let id = input.id.to_string();
-                let line = pool
+                let line = lease
                     .ask(&request, timeout, self.cfg.max_output_bytes, |line| {
                         parse_answer(line, &id).is_ok()
                     })
