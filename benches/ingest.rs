@@ -252,6 +252,7 @@ async fn upload_race(store: SharedStore, images: &[(String, bytes::Bytes)]) -> R
                             dedup_key: None,
                             on_reuse: lake::admission::Reuse::Refuse,
                             request_id: None,
+                            arrived_at: None,
                         })
                         .await
                         .unwrap();

@@ -201,7 +201,10 @@ async fn main() {
             puts.spawn(async move {
                 let _permit = permit;
                 let key = format!("bench:{copy}-{i}");
-                intake.store(img, format, &key, &key).await.expect("intake");
+                intake
+                    .store(img, format, &key, &key, None)
+                    .await
+                    .expect("intake");
             });
         }
     }

@@ -8,6 +8,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use lake::config::S3Config;
 
 use crate::KafkaConfig;
@@ -27,8 +28,8 @@ use crate::{
     claim::{ClaimChecks, ClaimError},
     dead_letter::DeadLetters,
     group::{self, Commits, GroupContext},
-    intake::{Intake, Stored},
-    message::{self, Inbound, Rejected},
+    intake::{Intake, IntakeError, Stored},
+    message::{self, DeadLetterReason, Inbound, Rejected},
     telemetry,
 };
 
@@ -211,15 +212,33 @@ async fn handle(
     _permit: OwnedSemaphorePermit,
 ) -> (OwnedMessage, Handled) {
     let position = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
-    let handled = match decide(&ctx, &msg).await {
-        Ok((data, format, dedup_key)) => {
-            let stored = until_ok("storing image", &position, || {
-                ctx.intake
-                    .store(data.clone(), format, &dedup_key, &position)
+    let stored = match decide(&ctx, &msg).await {
+        Ok(image) => {
+            until_ok("storing image", &position, || async {
+                match ctx
+                    .intake
+                    .store(
+                        image.data.clone(),
+                        image.format,
+                        &image.dedup_key,
+                        &position,
+                        image.arrived_at,
+                    )
+                    .await
+                {
+                    // Its period ended while it waited for storage: refused
+                    // like any other message that cannot be kept.
+                    Err(IntakeError::Expired(e)) => Ok(Err(expired(e))),
+                    Ok(stored) => Ok(Ok(stored)),
+                    Err(e) => Err(e),
+                }
             })
-            .await;
-            Handled::Stored(stored)
+            .await
         }
+        Err(rejected) => Err(rejected),
+    };
+    let handled = match stored {
+        Ok(stored) => Handled::Stored(stored),
         Err(rejected) => {
             telemetry::dead_letter(&position, rejected.reason.as_str(), &rejected.detail);
             until_ok("dead-lettering", &position, || {
@@ -252,10 +271,33 @@ where
     }
 }
 
-type Image = (bytes::Bytes, lake::sniff::ImageFormat, String);
+/// What a message brings into the lake.
+struct Image {
+    data: bytes::Bytes,
+    format: lake::sniff::ImageFormat,
+    dedup_key: String,
+    /// The message's timestamp: when the image arrived, which starts its
+    /// retention period (a claim-check's too: not its object's time).
+    arrived_at: Option<DateTime<Utc>>,
+}
+
+fn expired(e: lake::admission::Expired) -> Rejected {
+    Rejected::new(DeadLetterReason::Expired, e.to_string())
+}
+
+/// The time a message carries: the producer's (`CreateTime`) or the
+/// broker's (`LogAppendTime`), whichever its topic keeps.
+fn arrived_at(msg: &OwnedMessage) -> Option<DateTime<Utc>> {
+    msg.timestamp()
+        .to_millis()
+        .and_then(DateTime::from_timestamp_millis)
+}
 
 /// The image a message carries (fetched, for a claim-check), or why not.
 async fn decide(ctx: &Ctx, msg: &OwnedMessage) -> Result<Image, Rejected> {
+    // Decided first: an expired claim-check is not even fetched.
+    let arrived_at = arrived_at(msg);
+    ctx.intake.receipt_time(arrived_at).map_err(expired)?;
     let headers: Vec<(&str, &[u8])> = msg
         .headers()
         .map(|h| h.iter().filter_map(|h| Some((h.key, h.value?))).collect())
@@ -273,7 +315,12 @@ async fn decide(ctx: &Ctx, msg: &OwnedMessage) -> Result<Image, Rejected> {
             data,
             format,
             dedup_key,
-        } => Ok((data, format, dedup_key)),
+        } => Ok(Image {
+            data,
+            format,
+            dedup_key,
+            arrived_at,
+        }),
         Inbound::ClaimCheck {
             bucket,
             key,
@@ -292,7 +339,12 @@ async fn decide(ctx: &Ctx, msg: &OwnedMessage) -> Result<Image, Rejected> {
             .await;
             let data = fetched?;
             let format = message::image_format(&data)?;
-            Ok((data, format, dedup_key))
+            Ok(Image {
+                data,
+                format,
+                dedup_key,
+                arrived_at,
+            })
         }
     }
 }

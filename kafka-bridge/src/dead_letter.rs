@@ -1,14 +1,18 @@
-//! The dead-letter topic: messages that cannot become images, copied with
-//! their key and value and the reason in headers, so the partition moves
-//! on and an operator can see (and replay) what was refused. The topic is
-//! created with retention inside the retention period (see `topics`).
+//! The dead-letter topic: for each message that cannot become an image,
+//! why (`imgpipe-reason`, `imgpipe-detail`) and where it is
+//! (`imgpipe-source`: topic/partition/offset), so the partition moves on and
+//! an operator can find the original. No image bytes, key or producer
+//! headers are copied: the broker stamps the dead letter when it is written
+//! and keeps it another `retention.ms`, so a copy would outlive the
+//! original's retention period; the original stays in its own topic until
+//! that topic's retention removes it.
 
 use std::time::Duration;
 
 use rdkafka::{
     Message as _,
     error::KafkaError,
-    message::{Header, Headers, OwnedHeaders, OwnedMessage},
+    message::{Header, OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord},
 };
 
@@ -36,15 +40,7 @@ pub const SOURCE: &str = "imgpipe-source";
 impl DeadLetters {
     pub fn new(cfg: &crate::KafkaConfig) -> Result<Self, KafkaError> {
         Ok(Self {
-            producer: crate::client::producer(cfg)
-                // A refused message may be as large as the largest image.
-                .set(
-                    "message.max.bytes",
-                    (cfg.max_image_bytes * 2)
-                        .clamp(1 << 20, 1_000_000_000)
-                        .to_string(),
-                )
-                .create()?,
+            producer: crate::client::producer(cfg).create()?,
             topic: cfg.dlq_topic.clone(),
             timeout: cfg.timeout,
         })
@@ -53,7 +49,7 @@ impl DeadLetters {
     /// Returns once the broker has the dead letter.
     pub async fn send(&self, msg: &OwnedMessage, why: &Rejected) -> Result<(), KafkaError> {
         let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
-        let mut headers = OwnedHeaders::new()
+        let headers = OwnedHeaders::new()
             .insert(Header {
                 key: REASON,
                 value: Some(why.reason.as_str()),
@@ -66,22 +62,16 @@ impl DeadLetters {
                 key: SOURCE,
                 value: Some(source.as_str()),
             });
-        // The producer's own headers travel along.
-        if let Some(original) = msg.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-        if let Some(key) = msg.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = msg.payload() {
-            record = record.payload(payload);
-        }
+        // The value says the same for readers that ignore headers.
+        let value = serde_json::json!({
+            "reason": why.reason.as_str(),
+            "detail": why.detail,
+            "source": source,
+        })
+        .to_string();
+        let record = FutureRecord::<[u8], str>::to(&self.topic)
+            .headers(headers)
+            .payload(&value);
         self.producer
             .send(record, self.timeout)
             .await

@@ -6,9 +6,10 @@
 //! not.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use lake::{
     ImageId, Source,
-    admission::{Admission, AdmitError, Admitted, Incoming, Reuse},
+    admission::{Admission, AdmitError, Admitted, Expired, Incoming, Reuse},
     sniff::ImageFormat,
 };
 
@@ -35,12 +36,22 @@ impl Intake {
         self.0.store.location()
     }
 
+    /// When a message that arrived at `arrived_at` (its timestamp) was
+    /// received in the lake's terms, or that its retention already ended.
+    pub fn receipt_time(
+        &self,
+        arrived_at: Option<DateTime<Utc>>,
+    ) -> Result<DateTime<Utc>, Expired> {
+        self.0.receipt_time(arrived_at)
+    }
+
     pub async fn store(
         &self,
         data: Bytes,
         format: ImageFormat,
         dedup_key: &str,
         source_ref: &str,
+        arrived_at: Option<DateTime<Utc>>,
     ) -> Result<Stored, IntakeError> {
         let admitted = self
             .0
@@ -52,6 +63,7 @@ impl Intake {
                 dedup_key: Some(dedup_key.to_owned()),
                 on_reuse: Reuse::NewImage,
                 request_id: None,
+                arrived_at,
             })
             .await?;
         Ok(match admitted {

@@ -77,6 +77,9 @@ pub enum DeadLetterReason {
     ClaimCheckUnreachable,
     /// The claim-check points outside `kafka.claim_check_allow`.
     ClaimCheckRefused,
+    /// The message's timestamp is older than the retention period: its
+    /// image may no longer be kept.
+    Expired,
 }
 
 impl DeadLetterReason {
@@ -88,6 +91,7 @@ impl DeadLetterReason {
             Self::BrokenEnvelope => "broken_envelope",
             Self::ClaimCheckUnreachable => "claim_check_unreachable",
             Self::ClaimCheckRefused => "claim_check_refused",
+            Self::Expired => "expired",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Retention on Kafka. Messages are data too: the source topic holds
-//! images, the dead-letter topic holds refused bytes, the events topic
+//! images, the dead-letter topic holds why a message was refused and where it
+//! is (never its bytes), the events topic
 //! holds ids and hashes. Kafka deletes whole segments, so a message can
 //! live up to `retention.ms + segment.ms` (plus the broker's check
 //! interval); both must fit in the retention period. The topics the bridge

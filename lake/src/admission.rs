@@ -18,11 +18,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::{
     EmitError, EventSink, ImageId, ImageReceived, Layout, SharedClock, SharedStore, Source,
-    StoreError, erasure, index, layout,
+    StoreError, erasure, index, layout, reconcile,
     sniff::ImageFormat,
     state::{ImageState, image_state},
     store::PutOptions,
@@ -43,6 +44,9 @@ pub struct Incoming {
     pub on_reuse: Reuse,
     /// The HTTP request's id, carried into the processor's logs.
     pub request_id: Option<String>,
+    /// When the image arrived, as its source recorded it (a Kafka
+    /// message's timestamp); `None` for now. See [`Admission::receipt_time`].
+    pub arrived_at: Option<DateTime<Utc>>,
 }
 
 /// The same dedup key with other bytes.
@@ -77,6 +81,16 @@ pub enum AdmitError {
     Emit(#[from] EmitError),
     #[error("the dedup key was used for other bytes")]
     KeyReused,
+    #[error(transparent)]
+    Expired(#[from] Expired),
+}
+
+/// An image whose retention period ended before it could be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("arrived at {arrived_at}, so its retention period ended at {expired_at}: not stored")]
+pub struct Expired {
+    pub arrived_at: DateTime<Utc>,
+    pub expired_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,10 +118,38 @@ impl Admission {
         }
     }
 
+    /// When an image that arrived at `arrived_at` (as its source says; `None`
+    /// for now) was received, which starts its retention period: a time in
+    /// the future is clamped to now, so a producer's clock never lengthens
+    /// retention; one in the past only shortens it; and one whose period
+    /// has already ended is refused, never stored.
+    pub fn receipt_time(
+        &self,
+        arrived_at: Option<DateTime<Utc>>,
+    ) -> Result<DateTime<Utc>, Expired> {
+        let now = self.clock.now();
+        let at = arrived_at.map_or(now, |at| at.min(now));
+        let expired_at = at + self.layout.retention;
+        if expired_at <= now {
+            return Err(Expired {
+                arrived_at: at,
+                expired_at,
+            });
+        }
+        Ok(at)
+    }
+
     /// Store one image and announce it, exactly once per dedup key and
     /// bytes, whatever crashed before.
-    pub async fn admit(&self, incoming: Incoming) -> Result<Admitted, AdmitError> {
+    pub async fn admit(&self, mut incoming: Incoming) -> Result<Admitted, AdmitError> {
+        let received_at = self.receipt_time(incoming.arrived_at)?;
         let sha256 = hex::encode(Sha256::digest(&incoming.data));
+        if incoming.on_reuse == Reuse::NewImage {
+            // A key that names a stream (a device, a user) gathers a record
+            // per image; keyed by the bytes too, a redelivery is found with
+            // one small listing, whatever the key's history.
+            incoming.dedup_key = incoming.dedup_key.map(|key| format!("{key}#{sha256}"));
+        }
         // Two requests with one key in this process take turns; across
         // processes the earliest record wins (checked after writing ours).
         let _turn = match &incoming.dedup_key {
@@ -117,10 +159,13 @@ impl Admission {
         let mut admitted = match &incoming.dedup_key {
             Some(key) => match self.earlier(key, &sha256, incoming.on_reuse).await? {
                 Some(id) => Admitted::Again(id),
-                None => Admitted::New(ImageId::new(self.clock.now())),
+                None => Admitted::New(ImageId::new(received_at)),
             },
-            None => Admitted::New(ImageId::new(self.clock.now())),
+            None => Admitted::New(ImageId::new(received_at)),
         };
+        if let Admitted::New(id) = admitted {
+            self.reopen_hour_of(id).await?;
+        }
         let opts_for = |id: ImageId| {
             PutOptions::for_image(
                 id,
@@ -192,6 +237,18 @@ impl Admission {
         Ok(admitted)
     }
 
+    /// An image received in an hour the sweeper may already have closed
+    /// (a Kafka message that waited in its topic) reopens that hour before
+    /// anything of it is written, so crash recovery and compaction look
+    /// there again. Costs a request only for such late arrivals.
+    async fn reopen_hour_of(&self, id: ImageId) -> Result<(), StoreError> {
+        let hour = layout::hour_start(id.received_at());
+        if hour + Duration::hours(1) + reconcile::SETTLE > self.clock.now() {
+            return Ok(());
+        }
+        reconcile::reopen(&self.store, hour).await
+    }
+
     /// The live image recorded under `key` that these bytes repeat.
     async fn earlier(
         &self,
@@ -207,8 +264,9 @@ impl Admission {
             .filter(|(id, _)| now < self.layout.expires_at(*id))
             .collect();
         match on_reuse {
-            // A redelivery is automatic: an erased image's record matches
-            // whatever comes again under its key, so it is not stored again.
+            // A redelivery is automatic: an erased image's record (its key
+            // names the bytes) matches the same bytes coming again, so they
+            // are not stored again.
             Reuse::NewImage => Ok(live
                 .into_iter()
                 .find(|(_, sha)| sha == sha256 || sha == index::ERASED)
@@ -316,6 +374,7 @@ mod tests {
             dedup_key: key.map(str::to_owned),
             on_reuse,
             request_id: None,
+            arrived_at: None,
         }
     }
 
@@ -380,9 +439,10 @@ mod tests {
             )
             .await
             .unwrap();
+        let recorded = index::recorded_event(&store, id).await.unwrap().unwrap();
         store
             .put(
-                &layout::idempotency_key("kafka:t:k", id),
+                &index::dedup_record_key(&recorded).unwrap(),
                 Bytes::from_static(index::ERASED.as_bytes()),
                 &PutOptions::default(),
             )
@@ -401,6 +461,111 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(fresh, Admitted::New(other) if other != id));
+    }
+
+    /// A Kafka image's 7 days start when it arrived in its topic, not when
+    /// the bridge read it; a producer's clock never lengthens them.
+    #[tokio::test]
+    async fn the_receipt_time_is_when_the_image_arrived_never_later_than_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let admission = admission(store.clone(), tx);
+        let now = admission.clock.now();
+        let arrived = |at: DateTime<Utc>, n: u8| {
+            let mut i = incoming(
+                None,
+                Bytes::from(vec![0x89, b'P', b'N', b'G', n]),
+                Reuse::NewImage,
+            );
+            i.arrived_at = Some(at);
+            i
+        };
+        let waited = now - Duration::days(3);
+        let id = admission.admit(arrived(waited, 1)).await.unwrap().id();
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(ms(id.received_at()), ms(waited));
+        assert_eq!(
+            ms(admission.layout.expires_at(id)),
+            ms(waited + Duration::days(7))
+        );
+        assert!(store.exists(&layout::raw_key(id)).await.unwrap());
+
+        let future = admission
+            .admit(arrived(now + Duration::days(2), 2))
+            .await
+            .unwrap()
+            .id();
+        assert_eq!(ms(future.received_at()), ms(now));
+
+        let dead = now - Duration::days(7) - Duration::milliseconds(1);
+        match admission.admit(arrived(dead, 3)).await {
+            Err(AdmitError::Expired(e)) => assert!(e.expired_at <= now, "{e}"),
+            other => panic!("an expired image was admitted: {other:?}"),
+        }
+        let raws = store.list("raw/").await.unwrap();
+        assert_eq!(raws.len(), 2, "{raws:?}");
+    }
+
+    /// An image that arrives in an hour the sweeper has closed opens it
+    /// again, so a crash before it is processed is still recovered.
+    #[tokio::test]
+    async fn a_late_arrival_reopens_its_closed_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let admission = admission(store.clone(), tx);
+        let now = admission.clock.now();
+        let arrived_at = now - Duration::days(2);
+        let hour = layout::hour_start(arrived_at);
+        reconcile::mark(&store, hour).await.unwrap();
+        let mut late = incoming(None, png(), Reuse::NewImage);
+        late.arrived_at = Some(arrived_at);
+        admission.admit(late).await.unwrap();
+        let open = reconcile::open_hours(&store, &admission.layout, now)
+            .await
+            .unwrap();
+        assert_eq!(open, vec![hour]);
+    }
+
+    /// A Kafka key that names a stream (a device) gathers images for the
+    /// whole period; recognising a redelivery must not cost a request per
+    /// image the key has seen.
+    #[tokio::test]
+    async fn a_busy_stream_key_costs_the_same_requests_per_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let counting = Arc::new(crate::store::counting::Counting::new(Arc::new(
+            FsStore::open(dir.path()).unwrap(),
+        )));
+        let store: SharedStore = counting.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let admission = admission(store, tx);
+        let image = |n: u32| Bytes::from([&b"\x89PNG\r\n\x1a\n"[..], &n.to_be_bytes()].concat());
+        let mut cost = Vec::new();
+        for n in 0..60 {
+            counting.reset();
+            admission
+                .admit(incoming(
+                    Some("kafka:t:device-7"),
+                    image(n),
+                    Reuse::NewImage,
+                ))
+                .await
+                .unwrap();
+            cost.push(counting.requests() + counting.reads());
+            while rx.try_recv().is_ok() {}
+        }
+        assert_eq!(cost[59], cost[0], "requests per admission: {cost:?}");
+        // A redelivery of an earlier one is still recognised.
+        let again = admission
+            .admit(incoming(
+                Some("kafka:t:device-7"),
+                image(3),
+                Reuse::NewImage,
+            ))
+            .await
+            .unwrap();
+        assert!(matches!(again, Admitted::Again(_)), "{again:?}");
     }
 
     #[tokio::test]

@@ -219,6 +219,18 @@ pub async fn mark(store: &SharedStore, hour: DateTime<Utc>) -> Result<(), StoreE
         .await
 }
 
+/// Take the hour's checkpoint marker away (every version): an image
+/// received in it arrives late, so start-up and the sweeper must look at
+/// the hour again.
+pub async fn reopen(store: &SharedStore, hour: DateTime<Utc>) -> Result<(), StoreError> {
+    let key = layout::checkpoint_key(hour);
+    let versions = store.versions_of(&key).await?;
+    if versions.is_empty() {
+        return Ok(());
+    }
+    store.purge(&versions).await
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

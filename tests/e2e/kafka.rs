@@ -117,9 +117,23 @@ fn producer(brokers: &str) -> FutureProducer {
 }
 
 async fn produce(p: &FutureProducer, topic: &str, key: Option<&str>, value: &[u8]) {
+    produce_at(p, topic, key, value, None).await;
+}
+
+/// A message stamped `timestamp_ms` (its `CreateTime`), or now.
+async fn produce_at(
+    p: &FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+    timestamp_ms: Option<i64>,
+) {
     let mut record = FutureRecord::<str, [u8]>::to(topic).payload(value);
     if let Some(k) = key {
         record = record.key(k);
+    }
+    if let Some(ts) = timestamp_ms {
+        record = record.timestamp(ts);
     }
     p.send(record, Duration::from_secs(30)).await.unwrap();
 }
@@ -302,8 +316,29 @@ async fn images_in_all_three_forms_reach_processed_once() {
     );
 }
 
-/// Every message on `topic`, as (reason header, key) pairs, until `n` arrived.
-async fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<(String, Option<String>)> {
+/// A dead letter as read back: its reason header, key and value.
+struct DeadLetter {
+    reason: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(120)]).into_owned();
+        f.debug_struct("DeadLetter")
+            .field("reason", &self.reason)
+            .field("key", &self.key.as_deref().map(show))
+            .field(
+                "value",
+                &format!("{} bytes: {}", self.value.len(), show(&self.value)),
+            )
+            .finish()
+    }
+}
+
+/// Every message on `topic`, until `n` arrived.
+async fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<DeadLetter> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-reader"))
@@ -326,8 +361,11 @@ async fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<(String, Opti
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        out.push((reason, key));
+        out.push(DeadLetter {
+            reason,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+        });
     }
     out
 }
@@ -379,27 +417,49 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_never_block() {
         b"\0\0\0\x18ftypheic\0\0\0\0mif1heic",
     )
     .await;
+    // A good image that waited past the retention period in its topic.
+    let expired = photos(300_000, 2).pop().unwrap();
+    let eight_days_ago = chrono::Utc::now() - chrono::Duration::days(8);
+    produce_at(
+        &p,
+        &topic,
+        Some("old"),
+        &expired.bytes,
+        Some(eight_days_ago.timestamp_millis()),
+    )
+    .await;
     produce(&p, &topic, Some("good"), &good.bytes).await;
 
     let client = common::client();
     let status = wait_one_final(&client, &app, &sha256(&good.bytes)).await;
     assert_eq!(status["status"], "processed");
-    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 5).await;
-    got.sort();
+    let got = dead_letters(&brokers, &format!("{topic}.dlq"), 6).await;
+    // Each dead letter says why and where the original is, and carries
+    // nothing of it: the broker keeps a dead letter another retention.ms
+    // from when it is written, so a copy would outlive the original.
+    let mut reasons = Vec::new();
+    for dl in &got {
+        assert_eq!(dl.key, None, "{dl:?}");
+        let value: Value = serde_json::from_slice(&dl.value)
+            .unwrap_or_else(|e| panic!("dead letter value is not the JSON reason ({e}): {dl:?}"));
+        assert_eq!(value["reason"], dl.reason.as_str(), "{value}");
+        let source = value["source"].as_str().unwrap_or_default();
+        assert!(source.starts_with(&format!("{topic}/0/")), "{value}");
+        assert!(dl.value.len() < 1024, "{} bytes: {value}", dl.value.len());
+        reasons.push(dl.reason.clone());
+    }
+    reasons.sort();
     let want = [
-        ("broken_envelope", "envelope"),
-        ("claim_check_refused", "claim"),
-        ("not_an_image", "text"),
-        ("too_big", "big"),
-        ("unsupported_format", "heic"),
+        "broken_envelope",
+        "claim_check_refused",
+        "expired",
+        "not_an_image",
+        "too_big",
+        "unsupported_format",
     ];
-    let want: Vec<(String, Option<String>)> = want
-        .iter()
-        .map(|(r, k)| ((*r).to_owned(), Some((*k).to_owned())))
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(reasons, want);
     let metrics = common::metrics(&client, &app).await;
-    for (reason, _) in &want {
+    for reason in &want {
         assert!(
             metrics.contains(&format!(
                 "imgpipe_kafka_dead_letters_total{{reason=\"{reason}\"}} 1"
@@ -408,8 +468,107 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_never_block() {
         );
     }
     app.stop();
-    // Nothing of the refused messages is in the lake.
+    // Nothing of the refused messages is in the lake, the expired image's
+    // bytes included.
     assert_eq!(common::parquet_rows(&dir.path().join("lake")).len(), 1);
+    let raw = common::files_under(&dir.path().join("lake").join("raw"));
+    assert_eq!(raw.len(), 1, "{raw:?}");
+}
+
+/// A Kafka image's retention period starts when its message arrived (the
+/// message's timestamp), not when the bridge got to it; a timestamp in the
+/// future never lengthens it. Its metadata row leaves the Parquet file it
+/// shares with a younger image's row when it expires, not with that row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_image_expires_seven_days_after_its_message_arrived() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, group) = names("arrival");
+    create_topic(&brokers, &topic, 1, Some(SIX_DAYS_MS)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let env = kafka_env(&brokers, &topic, &group);
+    let app = Imgpipe::start(&lake_dir, &as_refs(&env));
+    let mut imgs = photos(2 << 20, 3);
+    let (first, second, ahead) = (imgs.remove(0), imgs.remove(0), imgs.remove(0));
+    let now = chrono::Utc::now();
+    // Two images that waited in the topic, in one hour three days ago.
+    let hour = lake::layout::hour_start(now - chrono::Duration::days(3));
+    let first_at = (hour + chrono::Duration::minutes(5)).timestamp_millis();
+    let second_at = (hour + chrono::Duration::minutes(35)).timestamp_millis();
+    let p = producer(&brokers);
+    produce_at(&p, &topic, Some("first"), &first.bytes, Some(first_at)).await;
+    produce_at(&p, &topic, Some("second"), &second.bytes, Some(second_at)).await;
+    let two_days_ahead = (now + chrono::Duration::days(2)).timestamp_millis();
+    produce_at(
+        &p,
+        &topic,
+        Some("ahead"),
+        &ahead.bytes,
+        Some(two_days_ahead),
+    )
+    .await;
+
+    let client = common::client();
+    let ms = |v: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(v[field].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{field} ({e}): {v}"))
+            .timestamp_millis()
+    };
+    let got = wait_one_final(&client, &app, &sha256(&first.bytes)).await;
+    assert_eq!(got["status"], "processed", "{got}");
+    assert_eq!(ms(&got, "received_at"), first_at, "{got}");
+    assert_eq!(ms(&got, "expires_at"), first_at + 7 * 86_400_000, "{got}");
+    let first_id = got["id"].as_str().unwrap().to_owned();
+    let got = wait_one_final(&client, &app, &sha256(&second.bytes)).await;
+    assert_eq!(ms(&got, "received_at"), second_at, "{got}");
+    let second_id = got["id"].as_str().unwrap().to_owned();
+    let got = wait_one_final(&client, &app, &sha256(&ahead.bytes)).await;
+    let received = ms(&got, "received_at");
+    assert!(
+        received >= now.timestamp_millis() && received <= chrono::Utc::now().timestamp_millis(),
+        "a future timestamp must be clamped to the time it was read: {got}"
+    );
+    app.stop();
+    // The images sit in the partition of the hour they arrived in, where
+    // the sweeper looks for them.
+    let raw = common::files_under(&lake_dir.join("raw"));
+    let partition = hour.format("dt=%Y-%m-%d/hr=%H").to_string();
+    assert_eq!(
+        raw.iter().filter(|p| p.contains(&partition)).count(),
+        2,
+        "{partition}: {raw:?}"
+    );
+
+    // The sweeper closes the settled hour: its two rows share one file.
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", lake_dir.to_str().unwrap()]);
+        common::cli(&all)
+    };
+    let settled = (hour + chrono::Duration::hours(2)).to_rfc3339();
+    let (ok, out, err) = cli(&["sweep", "--now", &settled]);
+    assert!(ok, "{out}{err}");
+    let metadata = common::files_under(&lake_dir.join("metadata"));
+    let in_hour: Vec<_> = metadata.iter().filter(|p| p.contains(&partition)).collect();
+    assert_eq!(in_hour.len(), 1, "{metadata:?}");
+    // A minute after the first expired: the audit names its row, the sweep
+    // takes it out, the second stays.
+    let past_first = chrono::DateTime::from_timestamp_millis(first_at + 7 * 86_400_000 + 60_000)
+        .unwrap()
+        .to_rfc3339();
+    let (ok, out, err) = cli(&["audit", "--now", &past_first]);
+    assert!(!ok, "the audit passed on an expired row: {out}{err}");
+    assert!(out.contains(&format!("row of {first_id}")), "{out}");
+    let (ok, out, err) = cli(&["sweep", "--now", &past_first]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&["audit", "--now", &past_first]);
+    assert!(ok, "{out}{err}");
+    let ids: HashSet<String> = common::parquet_rows(&lake_dir)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert!(!ids.contains(&first_id), "{ids:?}");
+    assert!(ids.contains(&second_id), "{ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -881,19 +1040,35 @@ async fn claim_checks_reach_only_allowed_buckets_within_the_budget() {
     for s in sends {
         s.await.unwrap().unwrap();
     }
-    let mut got = dead_letters(&brokers, &format!("{topic}.dlq"), 3).await;
-    got.sort();
-    assert_eq!(
-        got,
-        vec![
-            ("claim_check_refused".to_owned(), Some("foreign".to_owned())),
-            ("claim_check_refused".to_owned(), Some("lake".to_owned())),
+    // Dead letters say why and where, not what: told apart by their detail.
+    let mut got: Vec<(String, String)> = dead_letters(&brokers, &format!("{topic}.dlq"), 3)
+        .await
+        .into_iter()
+        .map(|dl| {
+            let value: Value = serde_json::from_slice(&dl.value).unwrap();
             (
-                "claim_check_unreachable".to_owned(),
-                Some("invalid".to_owned())
-            ),
-        ]
+                dl.reason,
+                value["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let reasons: Vec<&str> = got.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "claim_check_refused",
+            "claim_check_refused",
+            "claim_check_unreachable"
+        ],
+        "{got:?}"
     );
+    for (i, names) in ["raw/victim", "somebody-else", "a//b"].iter().enumerate() {
+        assert!(
+            got.iter().any(|(_, detail)| detail.contains(names)),
+            "no dead letter {i} names {names}: {got:?}"
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let raws = lake_store.list("raw/dt=").await.unwrap().len();

@@ -21,6 +21,8 @@ const PAGE: usize = 1000;
 pub struct Counting {
     inner: SharedStore,
     requests: AtomicU64,
+    /// Reads of one object (GET, HEAD).
+    reads: AtomicU64,
     listings: Mutex<Vec<(&'static str, String)>>,
     /// Writes (put, delete, purge) still allowed; `None`: all of them.
     writes_left: Mutex<Option<u64>>,
@@ -31,6 +33,7 @@ impl Counting {
         Self {
             inner,
             requests: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             listings: Mutex::default(),
             writes_left: Mutex::new(None),
         }
@@ -63,6 +66,11 @@ impl Counting {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// Object reads (GET, HEAD) since the last [`Counting::reset`].
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+
     /// Every listing asked for since the last reset: (operation, prefix).
     pub fn listings(&self) -> Vec<(&'static str, String)> {
         self.listings.lock().map(|l| l.clone()).unwrap_or_default()
@@ -70,6 +78,7 @@ impl Counting {
 
     pub fn reset(&self) {
         self.requests.store(0, Ordering::SeqCst);
+        self.reads.store(0, Ordering::SeqCst);
         if let Ok(mut l) = self.listings.lock() {
             l.clear();
         }
@@ -94,9 +103,11 @@ impl Store for Counting {
         self.inner.put(key, data, opts).await
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.exists(key).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
