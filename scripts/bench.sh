@@ -52,5 +52,6 @@ run sweep
 run scale
 run process
 run ingest
+run listing
 run script
-if [ -n "${IMGPIPE_TEST_KAFKA:-}" ]; then run kafka; fi
+if [ -n "${IMGPIPE_TEST_KAFKA:-}" ]; then run kafka; run kafka_keys; fi

@@ -44,6 +44,12 @@ pub struct ApiConfig {
     /// Longest wait for a request's headers (slow-client protection).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections one client address (an IPv6 /64) may hold at once.
+    pub max_connections_per_address: usize,
     pub cors: CorsConfig,
     /// Bearer tokens from an identity provider; unset: API keys only.
     pub jwt: Option<JwtConfig>,
@@ -73,6 +79,8 @@ impl Default for ApiConfig {
             key_principals: Default::default(),
             policy: None,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections_per_address: 256,
             cors: CorsConfig::default(),
             jwt: None,
             rate_limit: RateLimitConfig::default(),
@@ -169,8 +177,11 @@ impl ApiConfig {
                 "api.cors needs API keys or [api.jwt]: a keyless API must not be callable from other origins' pages",
             );
         }
-        if self.header_read_timeout.is_zero() {
-            return Invalid::err("api.header_read_timeout must be positive");
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Invalid::err("api.header_read_timeout and api.idle_timeout must be positive");
+        }
+        if self.max_connections_per_address == 0 {
+            return Invalid::err("api.max_connections_per_address must be positive");
         }
         web::check(
             &self.cors,

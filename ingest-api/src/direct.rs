@@ -77,9 +77,31 @@ fn dedup_key(upload: ImageId) -> String {
     format!("upload:{upload}")
 }
 
-/// Signs the filesystem lake's upload URLs. The key lives in this process
-/// only: a restart voids outstanding URLs (the client asks for another).
-pub struct UrlSigner(Vec<u8>);
+/// Signs the filesystem lake's upload URLs and remembers which were used.
+/// The key lives in this process only: a restart voids outstanding URLs
+/// (the client asks for another), so the memory of used ones can too.
+pub struct UrlSigner {
+    key: Vec<u8>,
+    /// Uploads whose URL took (or is taking) its bytes, until the URL
+    /// expires: an upload URL is used once.
+    used: std::sync::Mutex<std::collections::HashMap<ImageId, i64>>,
+}
+
+/// A URL's claim on its one PUT; dropped unconfirmed (the PUT failed), the
+/// URL may be used again.
+struct PutClaim<'a> {
+    signer: &'a UrlSigner,
+    upload: ImageId,
+    stored: bool,
+}
+
+impl Drop for PutClaim<'_> {
+    fn drop(&mut self) {
+        if !self.stored {
+            self.signer.used().remove(&self.upload);
+        }
+    }
+}
 
 impl std::fmt::Debug for UrlSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,11 +111,36 @@ impl std::fmt::Debug for UrlSigner {
 
 impl UrlSigner {
     pub fn random() -> Self {
-        Self(rand::random::<[u8; 32]>().to_vec())
+        Self {
+            key: rand::random::<[u8; 32]>().to_vec(),
+            used: std::sync::Mutex::default(),
+        }
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ImageId, i64>> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one PUT of `upload`'s URL (valid until `expires`), unless it was
+    /// taken already. Forgets URLs that have expired (they are refused by
+    /// their signature's time anyway), so the memory is bounded by the URLs
+    /// handed out within their lifetime.
+    fn claim(&self, upload: ImageId, expires: i64, now: i64) -> Option<PutClaim<'_>> {
+        let mut used = self.used();
+        used.retain(|_, until| *until >= now);
+        if used.insert(upload, expires).is_some() {
+            return None;
+        }
+        Some(PutClaim {
+            signer: self,
+            upload,
+            stored: false,
+        })
     }
 
     fn mac(&self, upload: ImageId, bytes: u64, expires: i64) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any length");
         mac.update(format!("{upload}\n{bytes}\n{expires}").as_bytes());
         mac
     }
@@ -309,6 +356,16 @@ pub async fn put_data(
     if state.clock.now().timestamp() > signed.expires {
         return Err(refused("the upload URL has expired; ask for a new one"));
     }
+    let now = state.clock.now().timestamp();
+    let Some(mut claim) = state.url_signer.claim(id, signed.expires, now) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ApiErrorCode::UploadAlreadyPut,
+            "this upload URL was used already; ask POST /v1/uploads for another",
+        ));
+    };
+    // The bytes are held in memory: the same slots as every upload.
+    let _slot = state.upload_slot().await?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -334,6 +391,7 @@ pub async fn put_data(
         .store
         .put(&layout::upload_data_key(id), data, &PutOptions::default())
         .await?;
+    claim.stored = true;
     Ok(StatusCode::OK)
 }
 

@@ -37,11 +37,12 @@ pub enum ApiErrorCode {
     TooManyFiles,
     Unauthorized,
     UnsupportedMediaType,
+    UploadAlreadyPut,
     UploadIncomplete,
 }
 
 impl ApiErrorCode {
-    pub const ALL: [ApiErrorCode; 26] = [
+    pub const ALL: [ApiErrorCode; 27] = [
         Self::AccessDenied,
         Self::BadMultipart,
         Self::BodyReadFailed,
@@ -67,6 +68,7 @@ impl ApiErrorCode {
         Self::TooManyFiles,
         Self::Unauthorized,
         Self::UnsupportedMediaType,
+        Self::UploadAlreadyPut,
         Self::UploadIncomplete,
     ];
 
@@ -97,6 +99,7 @@ impl ApiErrorCode {
             Self::TooManyFiles => "too_many_files",
             Self::Unauthorized => "unauthorized",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UploadAlreadyPut => "upload_already_put",
             Self::UploadIncomplete => "upload_incomplete",
         }
     }

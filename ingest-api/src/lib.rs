@@ -52,7 +52,9 @@ pub struct AppState {
     metrics: Option<PrometheusHandle>,
     /// The lake's one way in, shared with every other source.
     admission: Admission,
-    upload_slots: tokio::sync::Semaphore,
+    upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Metadata listings run at once ([`LISTINGS_AT_ONCE`]).
+    listing_slots: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens from the identity provider, when configured.
     jwt: Option<jwt::Verifier>,
     limits: rate_limit::Limits,
@@ -85,7 +87,8 @@ impl AppState {
             policy,
             keys: auth::Keys::from_config(cfg),
             metrics,
-            upload_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_uploads),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_uploads)),
+            listing_slots: Arc::new(tokio::sync::Semaphore::new(LISTINGS_AT_ONCE)),
             jwt,
             limits: rate_limit::Limits::from_config(&cfg.rate_limit),
             url_signer: direct::UrlSigner::random(),
@@ -101,14 +104,39 @@ impl AppState {
     /// One of the slots that bound how many images' bytes the API holds at
     /// once (`api.max_concurrent_uploads`): every route that reads or
     /// stores an image's bytes takes one.
-    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-        self.upload_slots.acquire().await.map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                ApiErrorCode::ShuttingDown,
-                "the server is stopping",
-            )
-        })
+    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.upload_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    ApiErrorCode::ShuttingDown,
+                    "the server is stopping",
+                )
+            })
+    }
+}
+
+/// Metadata listings (Parquet reads and a query each) run at once; more
+/// wait their turn within the request's deadline.
+pub const LISTINGS_AT_ONCE: usize = 4;
+
+impl AppState {
+    /// A turn to run a metadata listing.
+    pub(crate) async fn listing_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.listing_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    ApiErrorCode::ShuttingDown,
+                    "the server is stopping",
+                )
+            })
     }
 }
 
@@ -153,9 +181,12 @@ pub async fn run(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let defaults = ApiConfig::default();
     let options = server::ServeOptions {
         tls: None,
-        header_read_timeout: std::time::Duration::from_secs(10),
+        header_read_timeout: defaults.header_read_timeout,
+        idle_timeout: defaults.idle_timeout,
+        max_connections_per_address: defaults.max_connections_per_address,
     };
     server::serve(listener, app, options, shutdown).await
 }

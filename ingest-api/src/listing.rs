@@ -29,8 +29,9 @@ const MAX_LIMIT: usize = 1000;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ImagesQuery {
-    /// Find the live images with exactly these bytes (64 hex digits);
-    /// the other parameters are then ignored.
+    /// Find the live images with exactly these bytes (64 hex digits),
+    /// a page of `limit` from `cursor` on; the other parameters are then
+    /// ignored.
     #[param(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: Option<String>,
     /// RFC 3339; default: the start of the retention period.
@@ -82,10 +83,38 @@ pub async fn get_images(
     caller.require(Permission::ImagesRead)?;
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(ApiErrorCode::InvalidQuery, e.body_text()))?;
+    // Listings read Parquet and run a query: a few at a time, the rest
+    // wait (within the request's deadline), so they cannot crowd out uploads.
+    let _turn = state.listing_slot().await?;
     match &q.sha256 {
-        Some(sha256) => by_content(&state, &caller, sha256).await,
+        Some(sha256) => by_content(&state, &caller, sha256, &q).await,
         None => list(&state, &caller, q).await,
     }
+}
+
+fn page_limit(q: &ImagesQuery) -> Result<usize, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ApiErrorCode::InvalidQuery,
+            format!("limit must be 1..={MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
+}
+
+fn cursor(q: &ImagesQuery) -> Result<Option<ImageId>, ApiError> {
+    q.cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<ImageId>().map_err(|_| {
+                ApiError::bad_request(
+                    ApiErrorCode::InvalidCursor,
+                    "cursor is not one this API returned",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// The live images with exactly these bytes, oldest first — so a client
@@ -95,6 +124,7 @@ async fn by_content(
     state: &AppState,
     caller: &Caller,
     sha256: &str,
+    q: &ImagesQuery,
 ) -> Result<Json<Value>, ApiError> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(
@@ -102,8 +132,19 @@ async fn by_content(
             "sha256 must be 64 hex digits",
         ));
     }
+    let (limit, after) = (page_limit(q)?, cursor(q)?);
+    let mut ids = lake::index::find_by_content(&state.store, sha256).await?;
+    ids.sort();
+    // One lookup per id, so a page of them: `limit`, from the cursor on.
     let mut images = Vec::new();
-    for id in lake::index::find_by_content(&state.store, sha256).await? {
+    let mut next_cursor = None;
+    let mut looked_at = None;
+    for id in ids.into_iter().filter(|id| after.is_none_or(|a| *id > a)) {
+        if images.len() == limit {
+            next_cursor = looked_at.map(|last: ImageId| Value::String(last.to_string()));
+            break;
+        }
+        looked_at = Some(id);
         match status::lookup(state, caller, id).await {
             Ok(s) => images.push(s),
             // Expired or erased since it was indexed, or hidden from the
@@ -112,7 +153,9 @@ async fn by_content(
             Err(e) => return Err(e),
         }
     }
-    Ok(Json(json!({ "images": images, "next_cursor": null })))
+    Ok(Json(
+        json!({ "images": images, "next_cursor": next_cursor }),
+    ))
 }
 
 fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -139,13 +182,7 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     // the retention period's hours, whatever the client asks.
     let latest = now + chrono::Duration::seconds(1);
     let to = instant("to", q.to.as_deref())?.map_or(latest, |t| t.min(latest));
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            ApiErrorCode::InvalidQuery,
-            format!("limit must be 1..={MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_limit(&q)?;
     if let Some(source) = &q.source
         && !matches!(source.as_str(), "http" | "kafka")
     {
@@ -154,18 +191,7 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
             "source must be http or kafka",
         ));
     }
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<ImageId>().map_err(|_| {
-                ApiError::bad_request(
-                    ApiErrorCode::InvalidCursor,
-                    "cursor is not one this API returned",
-                )
-            })
-        })
-        .transpose()?;
+    let after = cursor(&q)?;
     let page = Listing {
         from,
         to,
@@ -178,14 +204,32 @@ async fn list(state: &AppState, caller: &Caller, q: ImagesQuery) -> Result<Json<
     if from >= to {
         return Ok(Json(json!({ "images": [], "next_cursor": null })));
     }
-    // Ids sort by receipt time: a later page reads from its cursor's hour on.
-    let read_from = after.map_or(from, |id| from.max(id.received_at()));
-    let batches = policies::query::load_range(&state.store, read_from, to)
-        .await
-        .map_err(query_error)?;
-    let found = policies::query::list(&state.policy, &caller.principal, batches, now, &page)
-        .await
-        .map_err(query_error)?;
+    // Ids sort by receipt time: a later page reads from its cursor's hour
+    // on, in windows of hours that double until the page is full, so a
+    // page costs the hours it spans, not the retention period.
+    let mut start = after.map_or(from, |id| from.max(id.received_at()));
+    let mut hours = 1;
+    let mut found = Vec::new();
+    let mut rows = 0;
+    while start < to && rows < page.limit {
+        let end = (lake::layout::hour_start(start) + chrono::Duration::hours(hours)).min(to);
+        let batches = policies::query::load_range(&state.store, start, end)
+            .await
+            .map_err(query_error)?;
+        let window = Listing {
+            from: start.max(from),
+            to: end,
+            limit: page.limit - rows,
+            ..page.clone()
+        };
+        let got = policies::query::list(&state.policy, &caller.principal, batches, now, &window)
+            .await
+            .map_err(query_error)?;
+        rows += got.iter().map(|b| b.num_rows()).sum::<usize>();
+        found.extend(got);
+        start = end;
+        hours *= 2;
+    }
     let mut images = to_json(&found)?;
     let next_cursor = if images.len() > limit {
         images.truncate(limit);

@@ -4,7 +4,7 @@
 
 use std::{
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::Duration,
@@ -128,6 +128,97 @@ pub struct ServeOptions {
     pub tls: Option<Arc<Tls>>,
     /// Deadline for a request's headers (and a TLS handshake).
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections one address (an IPv6 /64) may hold at once.
+    pub max_connections_per_address: usize,
+}
+
+/// Connections held per client address, so one address cannot take every
+/// connection slot. IPv6 clients count per /64: one host gets a whole one.
+#[derive(Debug, Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerAddress`], given back when it closes.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    fn key(peer: IpAddr) -> IpAddr {
+        match peer {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(
+                    u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+                )),
+            },
+            v4 => v4,
+        }
+    }
+
+    fn take(self: &Arc<Self>, peer: IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = Self::key(peer);
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(key).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Whether a connection is idle: requests in progress, and when the last
+/// one ended.
+#[derive(Debug)]
+struct Activity {
+    since: std::time::Instant,
+    in_progress: usize,
+}
+
+impl Activity {
+    fn idle_for(&self) -> Option<Duration> {
+        (self.in_progress == 0).then(|| self.since.elapsed())
+    }
+}
+
+/// Counts a request in progress until dropped (when its handler is done
+/// or was cancelled).
+struct Busy(Arc<std::sync::Mutex<Activity>>);
+
+impl Busy {
+    fn start(activity: &Arc<std::sync::Mutex<Activity>>) -> Self {
+        activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_progress += 1;
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut activity = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        activity.in_progress -= 1;
+        activity.since = std::time::Instant::now();
+    }
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then let requests
@@ -150,6 +241,7 @@ pub async fn serve(
         .keep_alive_interval(H2_KEEPALIVE)
         .keep_alive_timeout(options.header_read_timeout);
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = Arc::new(PerAddress::default());
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -171,25 +263,45 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(address_slot) = per_address.take(peer.ip(), options.max_connections_per_address)
+        else {
+            // Closed at once: this address holds its share already.
+            debug_closed(peer, &"too many connections from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Set by the connection's first request: until then the client
         // gets `header_read_timeout` in all (protocol preface, TLS, HTTP/2
         // HEADERS included), not only HTTP/1's header read.
         let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let first = started.clone();
-        let service = TowerToHyperService::new(app.clone().map_request(
+        let activity = Arc::new(std::sync::Mutex::new(Activity {
+            since: std::time::Instant::now(),
+            in_progress: 0,
+        }));
+        let requests = activity.clone();
+        let app = app.clone();
+        let service = TowerToHyperService::new(tower::service_fn(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
                 first.store(true, std::sync::atomic::Ordering::Relaxed);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                request
+                let busy = Busy::start(&requests);
+                let response = app.clone().oneshot(request);
+                async move {
+                    let response = response.await;
+                    drop(busy);
+                    response
+                }
             },
         ));
+        let idle_timeout = options.idle_timeout;
         let tls = options.tls.as_ref().and_then(|t| t.current());
         let handshake_deadline = options.header_read_timeout;
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
+            let _address_slot = address_slot;
             let deadline = tokio::time::Instant::now() + handshake_deadline;
             let serving = async {
                 match tls {
@@ -209,13 +321,19 @@ pub async fn serve(
                 }
             };
             tokio::pin!(serving);
-            let result = tokio::select! {
-                result = &mut serving => result,
-                () = tokio::time::sleep_until(deadline) => {
-                    if !started.load(std::sync::atomic::Ordering::Relaxed) {
-                        return debug_closed(peer, &"no request within the header read timeout");
+            let mut first_request_due = true;
+            let result = loop {
+                tokio::select! {
+                    result = &mut serving => break result,
+                    () = tokio::time::sleep_until(deadline), if first_request_due => {
+                        if !started.load(std::sync::atomic::Ordering::Relaxed) {
+                            return debug_closed(peer, &"no request within the header read timeout");
+                        }
+                        first_request_due = false;
                     }
-                    serving.await
+                    () = idle(&activity, idle_timeout) => {
+                        return debug_closed(peer, &"idle past the idle timeout");
+                    }
                 }
             };
             if let Err(e) = result {
@@ -231,6 +349,22 @@ pub async fn serve(
         tracing::warn!("requests still running after {DRAIN_LIMIT:?}; stopping anyway");
     }
     Ok(())
+}
+
+/// Resolves once the connection has had no request in progress for
+/// `limit` (checked a few times per period, so it closes within 1.25 ×).
+async fn idle(activity: &std::sync::Mutex<Activity>, limit: Duration) {
+    let tick = (limit / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(tick).await;
+        let idle_for = activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle_for();
+        if idle_for.is_some_and(|d| d >= limit) {
+            return;
+        }
+    }
 }
 
 /// A client going away (or never finishing its headers) is routine.

@@ -10,6 +10,9 @@ use axum::{
 };
 
 pub const UPLOADS: &str = "imgpipe_uploads_total";
+/// Images an upload stored and then took back (a later part refused, the
+/// request timed out or its client went away): all or nothing.
+pub const UPLOADS_WITHDRAWN: &str = "imgpipe_uploads_withdrawn_total";
 pub const UPLOAD_BYTES: &str = "imgpipe_upload_bytes_total";
 /// Labels `route` (the matched pattern, never the raw path), `method`, `status`.
 pub const HTTP_REQUESTS: &str = "imgpipe_http_requests_total";
@@ -24,6 +27,10 @@ pub fn describe() {
         "Images accepted over HTTP (new images, not retries)"
     );
     metrics::describe_counter!(UPLOAD_BYTES, "Bytes of images accepted over HTTP");
+    metrics::describe_counter!(
+        UPLOADS_WITHDRAWN,
+        "Images stored by an upload that was then refused, timed out or abandoned, and erased"
+    );
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route and status");
     metrics::describe_histogram!(
         HTTP_DURATION,
@@ -36,6 +43,10 @@ pub fn describe() {
 pub fn accepted(bytes: u64) {
     metrics::counter!(UPLOADS).increment(1);
     metrics::counter!(UPLOAD_BYTES).increment(bytes);
+}
+
+pub fn withdrawn() {
+    metrics::counter!(UPLOADS_WITHDRAWN).increment(1);
 }
 
 pub fn rate_limited(scope: &'static str) {

@@ -17,6 +17,7 @@ use lake::{
     sniff::{ImageFormat, Sniffed, sniff},
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::{
     ApiError, AppState, Permission, auth::Caller, error::ApiErrorCode, request_id::RequestId,
@@ -93,7 +94,28 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ImagesWrite)?;
-    let _slot = state.upload_slot().await?;
+    let slot = state.upload_slot().await?;
+    // The upload runs to its end in a task of its own, so that a request
+    // cancelled half-way (`api.request_timeout`, the client gone) cannot
+    // stop it between two parts: what it stored is then taken back.
+    let task = tokio::spawn(store_upload(
+        state.clone(),
+        caller,
+        request_id,
+        request,
+        slot,
+    ));
+    let answer = Unanswered::new(state, task).answer().await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+async fn store_upload(
+    state: Arc<AppState>,
+    caller: Caller,
+    request_id: String,
+    request: Request,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<UploadAnswer, ApiError> {
     let idempotency_key = idempotency_key(request.headers())?;
     let multipart = request
         .headers()
@@ -103,13 +125,11 @@ pub async fn upload(
     if multipart {
         let images =
             multipart_upload(&state, &caller, request, idempotency_key, &request_id).await?;
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(UploadAnswer::Many(AcceptedMany { images })),
-        )
-            .into_response());
+        return Ok(UploadAnswer::Many(AcceptedMany { images }));
     }
-    let data = read_body(&state, request).await?;
+    let data = tokio::time::timeout(state.config.request_timeout, read_body(&state, request))
+        .await
+        .unwrap_or_else(|_| Err(timed_out(&state)))?;
     let format = check_image(&data)?;
     let upload = Upload {
         data,
@@ -118,7 +138,77 @@ pub async fn upload(
     };
     let dedup = idempotency_key.as_deref().map(|k| dedup_key(&caller, k));
     let accepted = accept(&state, upload, dedup, idempotency_key, Some(request_id)).await?;
-    Ok((StatusCode::ACCEPTED, Json(UploadAnswer::One(accepted))).into_response())
+    Ok(UploadAnswer::One(accepted))
+}
+
+fn timed_out(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        ApiErrorCode::Timeout,
+        format!(
+            "the upload took longer than {:?}",
+            state.config.request_timeout
+        ),
+    )
+}
+
+/// An upload whose answer has not reached its request yet. Dropped before
+/// it has (the request was cancelled), whatever the upload stores is
+/// erased once it ends: the client was told it failed, so all of it goes.
+struct Unanswered {
+    state: Arc<AppState>,
+    task: Option<tokio::task::JoinHandle<Result<UploadAnswer, ApiError>>>,
+}
+
+impl Unanswered {
+    fn new(
+        state: Arc<AppState>,
+        task: tokio::task::JoinHandle<Result<UploadAnswer, ApiError>>,
+    ) -> Self {
+        Self {
+            state,
+            task: Some(task),
+        }
+    }
+
+    async fn answer(mut self) -> Result<UploadAnswer, ApiError> {
+        let Some(task) = self.task.as_mut() else {
+            return Err(ApiError::internal("an upload answered twice"));
+        };
+        let result = task.await;
+        self.task = None;
+        result.map_err(ApiError::internal)?
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(answer)) = task.await {
+                let stored = match answer {
+                    UploadAnswer::One(one) => vec![one],
+                    UploadAnswer::Many(many) => many.images,
+                };
+                undo(&state, &stored).await;
+            }
+        });
+    }
+}
+
+/// Erase what a refused or abandoned upload stored: only what it made (a
+/// retried key's earlier image stays).
+async fn undo(state: &AppState, stored: &[Accepted]) {
+    for accepted in stored.iter().filter(|a| a.new) {
+        crate::telemetry::withdrawn();
+        if let Err(e) = retention::erase::erase(&state.store, accepted.id, state.clock.now()).await
+        {
+            tracing::error!(id = %accepted.id, error = %e, "could not undo a refused upload");
+        }
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -134,11 +224,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Client keys live in their own namespace, per principal: a client can
-/// neither plant an internal record (`content:…`, `kafka:…`, `event:…`) nor
-/// reach another principal's uploads by guessing its key.
+/// Client keys live in their own namespace, per caller (a key's digest or
+/// a token's subject, not the principal many callers may share): a client
+/// can neither plant an internal record (`content:…`, `kafka:…`,
+/// `event:…`), nor reach, probe or take first another caller's keys. The
+/// identity is hashed to a fixed length, so no identity and key can spell
+/// another's.
 fn dedup_key(caller: &Caller, client_key: &str) -> String {
-    format!("api:{}:{client_key}", caller.principal)
+    let identity = hex::encode(Sha256::digest(caller.identity.as_bytes()));
+    format!("api:{identity}:{client_key}")
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -182,25 +276,23 @@ async fn multipart_upload(
     request_id: &str,
 ) -> Result<Vec<Accepted>, ApiError> {
     let mut stored = Vec::new();
-    let result = store_parts(
-        state,
-        caller,
-        request,
-        idempotency_key,
-        request_id,
-        &mut stored,
+    // Bounded like the request it serves, which may have been cancelled
+    // (then nobody else would stop a client that stops sending).
+    let result = tokio::time::timeout(
+        state.config.request_timeout,
+        store_parts(
+            state,
+            caller,
+            request,
+            idempotency_key,
+            request_id,
+            &mut stored,
+        ),
     )
-    .await;
+    .await
+    .unwrap_or_else(|_| Err(timed_out(state)));
     if result.is_err() {
-        for accepted in &stored {
-            // Only what this request made: a retried key's earlier image stays.
-            if accepted.new
-                && let Err(e) =
-                    retention::erase::erase(&state.store, accepted.id, state.clock.now()).await
-            {
-                tracing::error!(id = %accepted.id, error = %e, "could not undo a refused multipart upload");
-            }
-        }
+        undo(state, &stored).await;
     }
     result.map(|()| stored)
 }
@@ -323,6 +415,7 @@ pub(crate) async fn accept(
         dedup_key,
         on_reuse: Reuse::Refuse,
         request_id,
+        arrived_at: None,
     };
     // Embedded: raw is durable before the event is emitted, so if the
     // processor is gone the next start's reconciliation picks the image

@@ -115,6 +115,8 @@ pub async fn bind_api(
         options: ingest_api::server::ServeOptions {
             tls,
             header_read_timeout: config.api.header_read_timeout,
+            idle_timeout: config.api.idle_timeout,
+            max_connections_per_address: config.api.max_connections_per_address,
         },
     })
 }

@@ -278,6 +278,143 @@ async fn multipart_with_several_files() {
     assert!(ok, "{out}{err}");
 }
 
+/// A page of the listing reads the hours it spans, not the whole period:
+/// the first pages of a lake whose last hour holds a damaged file are
+/// served from the oldest rows without reading it. `?sha256=` pages its lookups too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_page_reads_only_the_hours_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: lake::SharedStore =
+        std::sync::Arc::new(lake::store::FsStore::open(dir.path()).unwrap());
+    let old = chrono::Utc::now() - chrono::Duration::hours(48);
+    let rows: Vec<_> = [0, 1, 2]
+        .map(|m| lake::ImageId::new(old + chrono::Duration::minutes(m)))
+        .into_iter()
+        .map(lake::schema::testing::sample_row)
+        .collect();
+    lake::metadata::write_rows(&store, &rows).await.unwrap();
+    let damaged = lake::layout::metadata_key(
+        lake::ImageId::new(chrono::Utc::now() - chrono::Duration::hours(1)),
+        1,
+    );
+    lake::Store::put(
+        store.as_ref(),
+        &damaged,
+        bytes::Bytes::from_static(b"not parquet"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let app = Imgpipe::start(dir.path(), &[]);
+    let client = client();
+    let page = |query: String| {
+        let client = client.clone();
+        let url = app.url(&format!("/v1/images?{query}"));
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, first) = page("limit=1".into()).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["images"][0]["id"], rows[0].id.to_string(), "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (status, second) = page(format!("limit=1&cursor={cursor}")).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        second["images"][0]["id"],
+        rows[1].id.to_string(),
+        "{second}"
+    );
+
+    // The same bytes uploaded twice: two images, one page each.
+    let bytes = std::fs::read(corpus_dir().join("mate_Storm.jpg")).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (code, body) = upload(&client, &app, bytes.clone()).await;
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (status, one) = page(format!("sha256={sha}&limit=1")).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["images"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["images"][0]["id"], ids[0].as_str(), "{one}");
+    let cursor = one["next_cursor"].as_str().unwrap().to_owned();
+    let (_, two) = page(format!("sha256={sha}&limit=1&cursor={cursor}")).await;
+    assert_eq!(two["images"][0]["id"], ids[1].as_str(), "{two}");
+    assert!(two["next_cursor"].is_null(), "{two}");
+    app.stop();
+}
+
+/// All or nothing holds when the request is cut short too: a multipart
+/// upload whose second part never finishes gets its 408, and the first
+/// part, stored as it streamed in, is taken back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_cut_by_the_request_timeout_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Imgpipe::start(dir.path(), &[("IMGPIPE_API__REQUEST_TIMEOUT", "3s")]);
+    let client = client();
+    let first = std::fs::read(corpus_dir().join("mate_Storm.jpg")).unwrap();
+    let sha = hex::encode(Sha256::digest(&first));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    let request = tokio::spawn(
+        client
+            .post(app.url("/v1/images"))
+            .header("content-type", "multipart/form-data; boundary=cut-short")
+            .body(body)
+            .send(),
+    );
+    let mut chunk =
+        b"--cut-short\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a.jpg\"\r\n\r\n"
+            .to_vec();
+    chunk.extend_from_slice(&first);
+    chunk.extend_from_slice(
+        b"\r\n--cut-short\r\nContent-Disposition: form-data; name=\"b\"; filename=\"b.jpg\"\r\n\r\n\xff\xd8\xff",
+    );
+    tx.send(Ok(chunk)).await.unwrap();
+    // The first part is in the lake while the second one hangs.
+    let start = std::time::Instant::now();
+    while files_under(&dir.path().join("raw")).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first part was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = request.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 408);
+    drop(tx);
+    let start = std::time::Instant::now();
+    loop {
+        let v: serde_json::Value = client
+            .get(app.url(&format!("/v1/images?sha256={sha}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["images"].as_array().unwrap().is_empty()
+            && files_under(&dir.path().join("raw")).is_empty()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a part of the timed-out upload was kept: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop();
+    let (ok, out, err) = cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_files_are_quarantined_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();

@@ -489,6 +489,59 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert_eq!(ok.status(), 200);
 }
 
+/// After its requests a kept-alive connection is closed once idle for
+/// `api.idle_timeout`; one address holds at most its share of connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_and_one_address_cannot_take_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[api]\nheader_read_timeout = \"30s\"\nidle_timeout = \"2s\"\nmax_connections_per_address = 3\n",
+    );
+    let app = start(dir.path(), &cfg);
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    // Three kept-alive connections, each served once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        conn.write_all(get).unwrap();
+        let mut buf = [0u8; 512];
+        let n = conn.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+        held.push(conn);
+    }
+    // A fourth from the same address is closed unanswered.
+    let mut fourth = std::net::TcpStream::connect(&addr).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = fourth.write_all(get);
+    let mut buf = Vec::new();
+    let _ = fourth.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "a fourth connection from one address was served"
+    );
+    // The idle ones are closed by the server: the read ends (EOF) well
+    // before the client's own 30 s.
+    let started = std::time::Instant::now();
+    for mut conn in held {
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "idle connections stayed open {:?}",
+        started.elapsed()
+    );
+    // Their slots are free again.
+    let ok = client().get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
 /// A self-signed certificate for 127.0.0.1, by the openssl CLI.
 fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
@@ -675,6 +728,39 @@ async fn direct_uploads_on_the_filesystem_lake() {
         staged.iter().all(|f| f.ends_with("/ticket.json")),
         "{staged:?}"
     );
+    // A URL takes its bytes once: again, even after completion, is a 409.
+    let reput = client
+        .put(ticket["url"].as_str().unwrap())
+        .body(jpeg())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reput.status(), 409);
+    assert_eq!(
+        reput.json::<Value>().await.unwrap()["error"],
+        "upload_already_put"
+    );
+    // …and of two PUTs racing with one URL, one stores.
+    let racing: Value = client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "bytes": jpeg().len() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = || {
+        client
+            .put(racing["url"].as_str().unwrap())
+            .body(jpeg())
+            .send()
+    };
+    let (a, b) = tokio::join!(put(), put());
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
 
     // Not an image: 415, and nothing of it stays.
     let (ticket, status) = direct_upload(

@@ -294,6 +294,49 @@ async fn idempotency_keys_cannot_reach_internal_records_or_other_principals() {
     app.stop();
 }
 
+/// Two callers mapped to one principal (two keys, or many users of the
+/// web app's identity provider behind one default principal) do not share
+/// Idempotency-Keys: neither can learn that the other used a key (the 422)
+/// nor take one first.
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_are_each_callers_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = ("alice-key-0123456789ab", "bob-key-0123456789abcd");
+    let cfg = config_file(
+        dir.path(),
+        &format!("[api]\napi_keys = [\"{alice}\", \"{bob}\"]\n"),
+    );
+    let app = Imgpipe::start_with_args(&dir.path().join("lake"), &[], &["--config", &cfg]);
+    let client = client();
+    let upload = |key: &'static str, file: &'static str| {
+        let client = client.clone();
+        let url = app.url("/v1/images");
+        async move {
+            let resp = client
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", "order-1")
+                .body(std::fs::read(corpus_dir().join(file)).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = upload(alice, "mate_Storm.jpg").await;
+    assert_eq!(status, 202, "{first}");
+    let (status, other) = upload(bob, "skimage_camera.png").await;
+    assert_eq!(status, 202, "bob's key collided with alice's: {other}");
+    assert_ne!(first["id"], other["id"]);
+    // Each one's retry still finds its own image.
+    let (status, again) = upload(alice, "mate_Storm.jpg").await;
+    assert_eq!((status, &again["id"]), (202, &first["id"]), "{again}");
+    let (status, again) = upload(bob, "skimage_camera.png").await;
+    assert_eq!((status, &again["id"]), (202, &other["id"]), "{again}");
+    app.stop();
+}
+
 /// Erasure on a versioned bucket: after the 204 no version or delete
 /// marker of any of the image's keys is left, and no version of any
 /// metadata file still holds its row (the pre-scrub file had its GPS).
