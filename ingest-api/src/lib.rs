@@ -186,7 +186,7 @@ pub async fn run(
         tls: None,
         header_read_timeout: defaults.header_read_timeout,
         idle_timeout: defaults.idle_timeout,
-        max_connections_per_address: defaults.max_connections_per_address,
+        max_connections_per_address: Some(defaults.max_connections_per_address),
     };
     server::serve(listener, app, options, shutdown).await
 }

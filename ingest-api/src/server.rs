@@ -130,8 +130,10 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// A connection with no request in progress this long is closed.
     pub idle_timeout: Duration,
-    /// Connections one address (an IPv6 /64) may hold at once.
-    pub max_connections_per_address: usize,
+    /// Connections one address (an IPv6 /64) may hold at once; `None`
+    /// behind a balancer (every connection comes from its few addresses,
+    /// and it limits clients itself).
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Connections held per client address, so one address cannot take every
@@ -263,11 +265,16 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(address_slot) = per_address.take(peer.ip(), options.max_connections_per_address)
-        else {
-            // Closed at once: this address holds its share already.
-            debug_closed(peer, &"too many connections from this address");
-            continue;
+        let address_slot = match options.max_connections_per_address {
+            Some(max) => match per_address.take(peer.ip(), max) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Closed at once: this address holds its share already.
+                    debug_closed(peer, &"too many connections from this address");
+                    continue;
+                }
+            },
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         // Set by the connection's first request: until then the client

@@ -116,7 +116,9 @@ pub async fn bind_api(
             tls,
             header_read_timeout: config.api.header_read_timeout,
             idle_timeout: config.api.idle_timeout,
-            max_connections_per_address: config.api.max_connections_per_address,
+            // Behind a trusted balancer every connection is the balancer's.
+            max_connections_per_address: (!config.api.rate_limit.trust_forwarded_for)
+                .then_some(config.api.max_connections_per_address),
         },
     })
 }
