@@ -117,11 +117,26 @@ impl Limits {
     }
 }
 
+/// What one client is, by address: an IPv4 address, or an IPv6 /64 (one
+/// host is handed a whole /64, so its single addresses are free to it).
+/// Both the per-address rate limit and the connection cap count by it.
+pub(crate) fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
 /// The per-address limit, ahead of authentication.
 pub async fn per_ip(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.per_ip
         && let Some(ip) = state.limits.client_ip(&request)
-        && let Err(e) = limiter.check(&ip)
+        && let Err(e) = limiter.check(&client_block(ip))
     {
         return e.into_response();
     }
@@ -131,6 +146,19 @@ pub async fn per_ip(State(state): State<Arc<AppState>>, request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_a_mapped_ipv4_its_address() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_block(a), client_block(b));
+        assert_ne!(client_block(a), client_block(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_block(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(client_block(v4), v4);
+    }
 
     #[test]
     fn a_burst_passes_then_429_with_retry_after() {

@@ -4,7 +4,7 @@
 
 use std::{
     future::Future,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::Duration,
@@ -148,20 +148,8 @@ struct AddressSlot {
 }
 
 impl PerAddress {
-    fn key(peer: IpAddr) -> IpAddr {
-        match peer {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(Ipv6Addr::from(
-                    u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
-                )),
-            },
-            v4 => v4,
-        }
-    }
-
     fn take(self: &Arc<Self>, peer: IpAddr, max: usize) -> Option<AddressSlot> {
-        let key = Self::key(peer);
+        let key = crate::rate_limit::client_block(peer);
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = held.entry(key).or_default();
         if *count >= max {

@@ -542,6 +542,74 @@ async fn idle_connections_are_closed_and_one_address_cannot_take_them_all() {
     assert_eq!(ok.status(), 200);
 }
 
+/// An HTTP/2 client that answers every PING and sends nothing else after
+/// its request still loses its idle connection after `api.idle_timeout`.
+/// (A minimal client on a raw socket: prior-knowledge HTTP/2, one GET.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_that_answers_pings_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[api]\nheader_read_timeout = \"30s\"\nidle_timeout = \"2s\"\n",
+    );
+    let app = start(dir.path(), &cfg);
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let len = payload.len() as u32;
+        let mut f = len.to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    conn.write_all(&frame(4, 0, 0, &[])).unwrap();
+    // GET /healthz: :method GET, :scheme http (static table), :path and
+    // :authority as literals with indexed names.
+    let mut headers = vec![0x82, 0x86, 0x04, 8];
+    headers.extend(b"/healthz");
+    headers.extend([0x01, 9]);
+    headers.extend(b"127.0.0.1");
+    conn.write_all(&frame(1, 0x5, 1, &headers)).unwrap();
+    let mut answered: Option<std::time::Instant> = None;
+    // The server's keep-alive pings, answered, would keep this loop going:
+    // it ends at the server's close or at the test's own limit.
+    while answered.is_none_or(|at| at.elapsed() < Duration::from_secs(20)) {
+        let mut head = [0u8; 9];
+        if conn.read_exact(&mut head).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let mut payload = vec![0u8; len];
+        if conn.read_exact(&mut payload).is_err() {
+            break;
+        }
+        match kind {
+            // SETTINGS: acknowledged, as a live client does.
+            4 if flags & 1 == 0 => conn.write_all(&frame(4, 1, 0, &[])).unwrap(),
+            // PING: answered, so keep-alive pings alone cannot close it.
+            6 if flags & 1 == 0 => conn.write_all(&frame(6, 1, 0, &payload)).unwrap(),
+            // The response's HEADERS: from here on the connection is idle.
+            1 => {
+                answered.get_or_insert_with(std::time::Instant::now);
+            }
+            // GOAWAY: the server is closing.
+            7 => break,
+            _ => {}
+        }
+    }
+    let answered = answered.expect("the request was never answered");
+    assert!(
+        answered.elapsed() < Duration::from_secs(20),
+        "an idle HTTP/2 connection stayed open {:?}",
+        answered.elapsed()
+    );
+}
+
 /// A self-signed certificate for 127.0.0.1, by the openssl CLI.
 fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
