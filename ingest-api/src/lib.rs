@@ -100,44 +100,35 @@ impl AppState {
     }
 }
 
-impl AppState {
-    /// One of the slots that bound how many images' bytes the API holds at
-    /// once (`api.max_concurrent_uploads`): every route that reads or
-    /// stores an image's bytes takes one.
-    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.upload_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    ApiErrorCode::ShuttingDown,
-                    "the server is stopping",
-                )
-            })
-    }
-}
-
 /// Metadata listings (Parquet reads and a query each) run at once; more
 /// wait their turn within the request's deadline.
 pub const LISTINGS_AT_ONCE: usize = 4;
 
 impl AppState {
+    /// One of the slots that bound how many images' bytes the API holds at
+    /// once (`api.max_concurrent_uploads`): every route that reads or
+    /// stores an image's bytes takes one.
+    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        turn(&self.upload_slots).await
+    }
+
     /// A turn to run a metadata listing.
     pub(crate) async fn listing_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.listing_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    ApiErrorCode::ShuttingDown,
-                    "the server is stopping",
-                )
-            })
+        turn(&self.listing_slots).await
     }
+}
+
+/// A permit of `slots`, held until dropped (it may travel into a task).
+async fn turn(
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    slots.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ApiErrorCode::ShuttingDown,
+            "the server is stopping",
+        )
+    })
 }
 
 /// `scheme://host[:port]` of a URL.
