@@ -382,7 +382,26 @@ mod tests {
     /// bytes ends with exactly one image, complete, announced.
     #[tokio::test]
     async fn a_retry_after_a_crash_at_any_write_makes_one_complete_image() {
-        for fail_at in 1..=4 {
+        // Every write an admission with a dedup key makes, counted by a
+        // store that never crashes: each one is cut in turn below.
+        let writes = {
+            let dir = tempfile::tempdir().unwrap();
+            let counted = Arc::new(CrashAt {
+                inner: FsStore::open(dir.path()).unwrap(),
+                writes: AtomicUsize::new(0),
+                fail_at: 0,
+            });
+            let (tx, _rx) = tokio::sync::mpsc::channel(8);
+            admission(counted.clone(), tx)
+                .admit(incoming(Some("api:a:k1"), png(), Reuse::Refuse))
+                .await
+                .unwrap();
+            counted.writes.load(Ordering::SeqCst)
+        };
+        // Dedup record, recorded event and content index, each after its
+        // expiry marker, and the raw object.
+        assert_eq!(writes, 7);
+        for fail_at in 1..=writes {
             let dir = tempfile::tempdir().unwrap();
             let store: SharedStore = Arc::new(CrashAt {
                 inner: FsStore::open(dir.path()).unwrap(),
