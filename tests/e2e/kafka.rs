@@ -650,6 +650,8 @@ async fn a_crash_before_the_commit_redelivers_without_a_second_image() {
 struct Running {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The log alone (stderr), without stdout's banners.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -665,19 +667,26 @@ impl Running {
         }
         let mut child = cmd.spawn().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for (stream, is_log) in [
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                false,
+            ),
+            (Box::new(child.stderr.take().unwrap()), true),
         ] {
-            let lines = lines.clone();
+            let (lines, log) = (lines.clone(), log.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     eprintln!("  | {line}");
+                    if is_log {
+                        log.lock().unwrap().push(line.clone());
+                    }
                     lines.lock().unwrap().push(line);
                 }
             });
         }
-        Self { child, lines }
+        Self { child, lines, log }
     }
 
     fn wait_for(&self, needle: &str, limit: Duration) {
@@ -695,13 +704,20 @@ impl Running {
     }
 
     /// SIGTERM, wait, and return everything it printed.
-    fn stop(mut self) -> Vec<String> {
+    fn stop(self) -> Vec<String> {
+        self.stop_with_log().0
+    }
+
+    /// SIGTERM, wait, and return everything it printed, and its log alone.
+    fn stop_with_log(mut self) -> (Vec<String>, Vec<String>) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "exited with {status}");
         std::thread::sleep(Duration::from_millis(200));
-        self.lines.lock().unwrap().clone()
+        let lines = self.lines.lock().unwrap().clone();
+        let log = self.log.lock().unwrap().clone();
+        (lines, log)
     }
 }
 
