@@ -955,6 +955,9 @@ async fn forged_events_on_the_events_topic_are_refused() {
     }
     assert_eq!(common::parquet_rows(&lake).len(), 1);
     assert_eq!(refusals, 2, "both forged events are logged as refused");
+    // As every fault test ends: each image ended exactly once.
+    let (ok, out, err) = common::cli(&["verify", "--data-dir", lake.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
 }
 
 /// Claim-checks are untrusted pointers read with the bridge's credentials:

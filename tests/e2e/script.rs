@@ -610,4 +610,7 @@ async fn writes_outside_the_output_dir_change_nothing_stored() {
     let mut stored = stored;
     stored.sort();
     assert_eq!(stored, vec!["manifest.json", "script/ok.txt", "thumb.jpg"]);
+    // As every fault test ends: each image ended exactly once.
+    let (ok, out, err) = cli(&["verify", "--data-dir", lake_dir.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
 }
