@@ -117,7 +117,7 @@ async fn grants_are_enforced_for_every_shipped_principal() {
     assert_eq!(gps.len(), 1);
     assert!((gps[0]["gps_lat"].as_f64().unwrap() - 48.8584).abs() < 1e-3);
 
-    // The row-filtered principal sees only Kafka images: none here.
+    // The row-filtered principal sees only Kafka images: none yet…
     let (ok, out, err) = query(
         &lake,
         "kafka-analyst",
@@ -126,6 +126,37 @@ async fn grants_are_enforced_for_every_shipped_principal() {
     );
     assert!(ok, "{err}");
     assert_eq!(rows(&out)[0]["n"], 0);
+    // …then exactly the two Kafka rows, and still none of the HTTP ones (a
+    // filter that hid everything would pass the check above, not this one).
+    let store: lake::SharedStore = std::sync::Arc::new(lake::store::FsStore::open(&lake).unwrap());
+    let kafka_rows: Vec<_> = [0, 1]
+        .map(|ms| lake::ImageId::new(chrono::Utc::now() + chrono::Duration::milliseconds(ms)))
+        .into_iter()
+        .map(|id| lake::schema::MetadataRow {
+            source: lake::Source::Kafka,
+            ..lake::schema::testing::sample_row(id)
+        })
+        .collect();
+    lake::metadata::write_rows(&store, &kafka_rows)
+        .await
+        .unwrap();
+    let (ok, out, err) = query(
+        &lake,
+        "kafka-analyst",
+        "SELECT id FROM images ORDER BY id",
+        &[],
+    );
+    assert!(ok, "{err}");
+    let seen: Vec<String> = rows(&out)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let kafka_ids: Vec<String> = kafka_rows.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(seen, kafka_ids);
+    // The analyst (no row filter) sees both kinds.
+    let (ok, out, err) = query(&lake, "analyst", "SELECT count(*) AS n FROM images", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(rows(&out)[0]["n"], 5);
 
     // Unknown principals and statements that change things are refused.
     let (ok, _, err) = query(&lake, "nobody", "SELECT 1", &[]);
