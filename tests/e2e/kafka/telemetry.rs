@@ -10,12 +10,20 @@ use serde_json::Value;
 use super::{Running, brokers, create_topic, kafka_env, names, photos, produce, producer};
 use crate::common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port `running` bound its telemetry listener to (asked for port 0,
+/// so no port is found free and then lost to another process).
+fn telemetry_port(running: &Running) -> u16 {
+    running.wait_for("telemetry: /metrics", Duration::from_secs(60));
+    let lines = running.lines.lock().unwrap().clone();
+    lines
+        .iter()
+        .filter(|l| l.contains("telemetry: /metrics"))
+        .find_map(|l| {
+            let rest = &l[l.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no telemetry address logged: {lines:?}"))
 }
 
 /// `/metrics` of the listener at `port`, polled until it shows `needle`.
@@ -54,12 +62,9 @@ async fn healthy(port: u16) {
     assert_eq!(v, serde_json::json!({ "status": "ok" }));
 }
 
-fn with(env: &[(String, String)], port: u16) -> Vec<(String, String)> {
+fn with_telemetry(env: &[(String, String)]) -> Vec<(String, String)> {
     let mut env = env.to_vec();
-    env.push((
-        "IMGPIPE_TELEMETRY__LISTEN".into(),
-        format!("127.0.0.1:{port}"),
-    ));
+    env.push(("IMGPIPE_TELEMETRY__LISTEN".into(), "127.0.0.1:0".into()));
     env
 }
 
@@ -71,16 +76,19 @@ async fn bridge_process_and_sweep_answer_metrics_and_log_json() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().to_str().unwrap().to_owned();
     let env = kafka_env(&brokers, &topic, &group);
-    let (bridge_port, process_port, sweep_port) = (free_port(), free_port(), free_port());
-
     let bridge = Running::start(
         &["bridge", "--data-dir", &lake, "--log-format", "json"],
-        &with(&env, bridge_port),
+        &with_telemetry(&env),
     );
     bridge.wait_for("bridge consuming", Duration::from_secs(30));
-    let process = Running::start(&["process", "--data-dir", &lake], &with(&env, process_port));
+    let process = Running::start(&["process", "--data-dir", &lake], &with_telemetry(&env));
     process.wait_for("partitions assigned", Duration::from_secs(60));
-    let sweep = Running::start(&["sweep", "--data-dir", &lake], &with(&env, sweep_port));
+    let sweep = Running::start(&["sweep", "--data-dir", &lake], &with_telemetry(&env));
+    let (bridge_port, process_port, sweep_port) = (
+        telemetry_port(&bridge),
+        telemetry_port(&process),
+        telemetry_port(&sweep),
+    );
 
     let p = producer(&brokers);
     produce(&p, &topic, Some("photo"), &photos(4 << 20, 1)[0].bytes).await;
