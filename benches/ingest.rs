@@ -28,7 +28,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use lake::{SharedStore, SystemClock, store::PutOptions};
+use lake::{SharedStore, store::PutOptions};
 
 mod common;
 
@@ -165,49 +165,6 @@ fn vipsthumbnail(files: &[PathBuf]) -> Duration {
     start.elapsed()
 }
 
-/// Admission on `store` with a 7-day retention, its events drained.
-fn admission_on(store: SharedStore) -> lake::admission::Admission {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    lake::admission::Admission::new(
-        store,
-        Arc::new(SystemClock),
-        lake::config::RetentionConfig::default().layout(),
-        Arc::new(tx),
-    )
-}
-
-/// The same router `imgpipe up` serves, on `store`, its events drained.
-async fn api_on(store: SharedStore) -> String {
-    // No rate limits: this measures what an upload costs, not the limits.
-    let config = ingest_api::ApiConfig {
-        max_concurrent_uploads: PUT_CONCURRENCY * 2,
-        rate_limit: ingest_api::config::RateLimitConfig {
-            per_principal_per_second: 0,
-            per_ip_per_second: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let state = ingest_api::AppState::new(
-        &config,
-        &lake::config::LakeConfig::default(),
-        admission_on(store),
-        lake::InProgress::default(),
-        policies::Policy::load(None).unwrap(),
-        None,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(ingest_api::run(
-        listener,
-        ingest_api::router(state),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
-}
-
 /// Images/s of each way in, best of three.
 struct Race {
     /// `POST /v1/images` through the real router.
@@ -221,8 +178,13 @@ struct Race {
 }
 
 async fn upload_race(store: SharedStore, images: &[(String, bytes::Bytes)]) -> Race {
-    let base = api_on(store.clone()).await;
-    let admission = admission_on(store.clone());
+    // Enough upload slots for the race's concurrency.
+    let config = ingest_api::ApiConfig {
+        max_concurrent_uploads: PUT_CONCURRENCY * 2,
+        ..common::unlimited_api()
+    };
+    let base = common::api_on(store.clone(), config).await;
+    let admission = common::admission_on(store.clone());
     let client = reqwest::Client::new();
     let (mut upload, mut admitted, mut put) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for round in 0..ROUNDS {

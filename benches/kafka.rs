@@ -90,27 +90,8 @@ async fn main() {
     // The bridge, from the first message to the last image stored.
     let dir = tempfile::tempdir().expect("tempdir");
     let store: SharedStore = Arc::new(FsStore::open(&dir.path().join("bridge")).expect("lake"));
-    let config = kafka_bridge::KafkaConfig {
-        brokers: Some(brokers.clone()),
-        topic: topic.clone(),
-        group: format!("bench-{tag}"),
-        dlq_topic: format!("{topic}.dlq"),
-        ..Default::default()
-    };
-    let layout = lake::config::RetentionConfig::default().layout();
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = kafka_bridge::Intake::new(lake::admission::Admission::new(
-        store.clone(),
-        Arc::new(lake::SystemClock),
-        layout,
-        Arc::new(events_tx),
-    ));
-    let bridge = kafka_bridge::Bridge::new(&config, None, intake).expect("bridge");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(bridge.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, running) =
+        common::bridge_on(&brokers, &topic, &format!("bench-{tag}"), store.clone());
     // Group join is not ingest: the clock starts at the first image.
     while count_raw(&store).await == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -178,14 +159,7 @@ async fn main() {
     // And the bridge's own per-image work (dedup lookup, dedup record,
     // recorded event, raw object, content index) with no broker in the way.
     let direct: SharedStore = Arc::new(FsStore::open(&dir.path().join("direct")).expect("lake"));
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = Arc::new(kafka_bridge::Intake::new(lake::admission::Admission::new(
-        direct,
-        Arc::new(lake::SystemClock),
-        layout,
-        Arc::new(events_tx),
-    )));
+    let intake = Arc::new(kafka_bridge::Intake::new(common::admission_on(direct)));
     let start = Instant::now();
     for copy in 0..COPIES {
         for (i, img) in images.iter().enumerate() {

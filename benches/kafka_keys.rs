@@ -26,6 +26,8 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
+mod common;
+
 const N: usize = 5000;
 
 /// A small distinct "image": PNG magic bytes and a counter (admission
@@ -86,27 +88,12 @@ async fn run(brokers: &str, name: &str, key: impl Fn(usize) -> String) -> (Durat
         FsStore::open(dir.path()).expect("lake"),
     )));
     let store: SharedStore = counting.clone();
-    let config = kafka_bridge::KafkaConfig {
-        brokers: Some(brokers.to_owned()),
-        topic: topic.clone(),
-        group: format!("bench-keys-{name}-{tag}"),
-        dlq_topic: format!("{topic}.dlq"),
-        ..Default::default()
-    };
-    let layout = lake::config::RetentionConfig::default().layout();
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let intake = kafka_bridge::Intake::new(lake::admission::Admission::new(
+    let (stop_tx, running) = common::bridge_on(
+        brokers,
+        &topic,
+        &format!("bench-keys-{name}-{tag}"),
         store.clone(),
-        Arc::new(lake::SystemClock),
-        layout,
-        Arc::new(events_tx),
-    ));
-    let bridge = kafka_bridge::Bridge::new(&config, None, intake).expect("bridge");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(bridge.run(async {
-        let _ = stop_rx.await;
-    }));
+    );
     // Group join is not ingest: the clock starts at the first image.
     while count_raw(&store).await == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;

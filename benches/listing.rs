@@ -22,6 +22,8 @@ use lake::{
     store::FsStore,
 };
 
+mod common;
+
 const ROUNDS: usize = 7;
 
 fn write(root: &std::path::Path, key: &str, body: &[u8]) {
@@ -65,42 +67,6 @@ fn build(root: &std::path::Path, n: usize) -> ImageId {
     middle.unwrap()
 }
 
-async fn serve(store: SharedStore) -> String {
-    let config = ingest_api::ApiConfig {
-        rate_limit: ingest_api::config::RateLimitConfig {
-            per_principal_per_second: 0,
-            per_ip_per_second: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let admission = lake::admission::Admission::new(
-        store,
-        Arc::new(lake::SystemClock),
-        lake::config::RetentionConfig::default().layout(),
-        Arc::new(tx),
-    );
-    let state = ingest_api::AppState::new(
-        &config,
-        &lake::config::LakeConfig::default(),
-        admission,
-        lake::InProgress::default(),
-        policies::Policy::load(None).unwrap(),
-        None,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(ingest_api::run(
-        listener,
-        ingest_api::router(state),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
-}
-
 /// Best time of `ROUNDS` GETs of `url`, each answering 100 rows.
 async fn best(client: &reqwest::Client, url: &str) -> Duration {
     let mut best = Duration::MAX;
@@ -126,7 +92,7 @@ async fn main() {
         let dir = tempfile::tempdir().unwrap();
         let middle = build(dir.path(), n);
         let store: SharedStore = Arc::new(FsStore::open(dir.path()).unwrap());
-        let base = serve(store).await;
+        let base = common::api_on(store, common::unlimited_api()).await;
         let first = best(&client, &format!("{base}/v1/images?limit=100")).await;
         let later = best(
             &client,

@@ -554,7 +554,7 @@ mod index_tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use lake::{FixedClock, ImageId, Store, store::FsStore};
+    use lake::{FixedClock, ImageId, store::FsStore};
 
     use super::*;
 
