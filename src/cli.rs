@@ -200,6 +200,9 @@ pub enum PoliciesCommand {
     },
     /// Print the Glue table `images` (from the metadata schema) as Terraform JSON.
     GlueTable,
+    /// Print what each mode reads, writes, lists and deletes in the lake
+    /// (lake/src/access.rs) as Terraform JSON, for the task roles.
+    TaskAccess,
     /// Compare the live Lake Formation tags and grants with the policy
     /// file and print the difference.
     Plan(LakeFormationArgs),

@@ -2,6 +2,7 @@
 //! object layout and its keys, record schemas, storage, and the
 //! `ImageReceived` event. Stages talk to each other only through this crate.
 
+pub mod access;
 pub mod admission;
 pub mod clock;
 pub mod config;

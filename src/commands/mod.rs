@@ -62,6 +62,7 @@ pub async fn run(
         Command::Policies { command } => match command {
             PoliciesCommand::Render { policy, format } => policies::render(policy, format),
             PoliciesCommand::GlueTable => policies::glue_table(),
+            PoliciesCommand::TaskAccess => policies::task_access(),
             PoliciesCommand::Plan(args) => policies::lake_formation(args, false).await,
             PoliciesCommand::Apply(args) => policies::lake_formation(args, true).await,
         },

@@ -1,4 +1,4 @@
-//! `imgpipe policies render|glue-table|plan|apply`.
+//! `imgpipe policies render|glue-table|task-access|plan|apply`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -21,6 +21,14 @@ pub fn glue_table() -> Result<ExitCode> {
     println!(
         "{}",
         serde_json::to_string_pretty(&policies::glue::table_terraform())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn task_access() -> Result<ExitCode> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&lake::access::terraform())?
     );
     Ok(ExitCode::SUCCESS)
 }

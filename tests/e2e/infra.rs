@@ -83,3 +83,42 @@ fn glue_table_matches_the_schema_the_processor_writes() {
             .ends_with("metadata/dt=$${dt}/hr=$${hr}/")
     );
 }
+
+#[test]
+fn task_roles_grant_what_the_code_declares() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/infra/modules/compute/access.tf.json"
+    );
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        lake::access::terraform(),
+        "regenerate: imgpipe policies task-access > infra/modules/compute/access.tf.json"
+    );
+    // The areas the issue found missing are there: admission writes expiry/
+    // markers, direct uploads use uploads/, the processor reads its
+    // recorded event under idempotency/.
+    let access = &committed["locals"]["lake_access"];
+    for mode in ["api", "bridge"] {
+        assert!(
+            access[mode]["write"]
+                .as_array()
+                .unwrap()
+                .contains(&"expiry/".into())
+        );
+    }
+    assert!(
+        access["api"]["write"]
+            .as_array()
+            .unwrap()
+            .contains(&"uploads/".into())
+    );
+    assert!(
+        access["processor"]["read"]
+            .as_array()
+            .unwrap()
+            .contains(&"idempotency/".into())
+    );
+}

@@ -6,6 +6,7 @@
 mod common;
 mod contract;
 
+mod access;
 mod analyst;
 mod api;
 mod browser;

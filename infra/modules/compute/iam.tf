@@ -1,39 +1,23 @@
 # One task role per mode, least privilege, plus one execution role shared by
 # all tasks (pull the image, write logs, read the two secrets).
 #
-# Lake areas (lake/src/layout.rs): raw/ derived/ metadata/ quarantine/
-# idempotency/ erased/. Who writes and deletes what follows the code:
-#   api        admission (raw/, idempotency/) and erasure (DELETE /v1/images/{id}):
-#              tombstone in erased/, metadata/ rewritten, every version of
-#              raw/ derived/ metadata/ quarantine/ idempotency/ purged. Never
-#              deletes erased/: tombstones stay until the sweeper expires them.
-#   bridge     admission only; it deletes only what it just wrote (raw/,
-#              idempotency/) when an erasure or an earlier duplicate raced
-#              it (lake/src/admission.rs) — erasure, not housekeeping.
-#   processor  writes derived/ metadata/ quarantine/; deletes only those, when
-#              an erasure raced processing (processor/src/pipeline.rs
-#              erased_meanwhile, sink scrubs, reprocess) — erasure too.
-#   sweeper    lists every version, deletes what expired, anywhere; closes
-#              settled hours (lake/src/reconcile.rs): merges their metadata/
-#              files and writes the hour's checkpoint/ marker.
-#   audit      reads only.
+# The lake areas each mode reads, writes, lists and deletes are not written
+# here: they come from lake/src/access.rs through access.tf.json
+# (`imgpipe policies task-access`), next to the layout they name, with the
+# reason for each. tests/e2e/access.rs records every request each mode
+# makes and fails on one the declaration does not allow, or on a grant no
+# request uses; tests/infra/offline_apply.py runs every mode under these
+# roles against an AWS API with IAM enforced.
 
 locals {
   lake_objects = "${var.lake.bucket_arn}/${var.lake.prefix}"
-  area         = { for a in ["raw", "derived", "metadata", "quarantine", "idempotency", "erased", "checkpoint"] : a => "${local.lake_objects}${a}/*" }
-  every_area   = "${local.lake_objects}*"
 
-  list_lake = {
-    Sid       = "ListLake"
-    Effect    = "Allow"
-    Action    = ["s3:ListBucket", "s3:ListBucketVersions"]
-    Resource  = [var.lake.bucket_arn]
-    Condition = { StringLike = { "s3:prefix" = ["${var.lake.prefix}*"] } }
-  }
-  # HeadBucket (the health check) is authorised by s3:ListBucket with no
-  # prefix: a separate statement without the condition.
+  # S3 answers a GET of a missing key with 404 (not 403) only to a caller
+  # with s3:ListBucket on the bucket, judged without a prefix: a statement
+  # without the prefix condition. It lets a mode list key names of the
+  # whole bucket (not read them); the lake bucket holds only the lake.
   head_lake = {
-    Sid      = "HeadLake"
+    Sid      = "MissingKeysAre404"
     Effect   = "Allow"
     Action   = ["s3:ListBucket"]
     Resource = [var.lake.bucket_arn]
@@ -50,7 +34,6 @@ locals {
     Action   = ["kms:Decrypt"]
     Resource = [var.lake.kms_key_arn]
   }
-  delete = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
 
   # Kafka: with SASL/SCRAM (what MSK is set up with) Kafka ACLs on the SCRAM
   # user authorise topic access, not IAM. These kafka-cluster statements
@@ -89,37 +72,43 @@ locals {
     Resource = [for b in var.claim_check_allow : "arn:${local.partition}:s3:::${b}${strcontains(b, "/") ? "*" : "/*"}"]
   }]
 
+  # What each mode reads, writes, lists and deletes: access.tf.json,
+  # generated from lake/src/access.rs (the code's one declaration, checked
+  # against every request each mode makes by tests/e2e/access.rs).
+  object_actions = {
+    read   = ["s3:GetObject"]
+    write  = ["s3:PutObject"]
+    delete = ["s3:DeleteObject"]
+    # AWS's DeleteObjects needs s3:DeleteObject even for version ids.
+    delete_version = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+  }
+  lake_statements = {
+    for mode, ops in local.lake_access : mode => concat(
+      [for op, actions in local.object_actions : {
+        Sid      = "Lake${replace(title(replace(op, "_", " ")), " ", "")}"
+        Effect   = "Allow"
+        Action   = actions
+        Resource = [for p in ops[op] : "${local.lake_objects}${p}*"]
+      } if length(ops[op]) > 0],
+      [{
+        Sid       = "LakeList"
+        Effect    = "Allow"
+        Action    = ["s3:ListBucket", "s3:ListBucketVersions"]
+        Resource  = [var.lake.bucket_arn]
+        Condition = { StringLike = { "s3:prefix" = [for p in ops.list : "${var.lake.prefix}${p}*"] } }
+      }],
+      # The health check (Store::ping).
+      [{ Sid = "LakeVersioning", Effect = "Allow", Action = ["s3:GetBucketVersioning"], Resource = [var.lake.bucket_arn] }],
+    )
+  }
+
   s3_statements = {
-    api = [
-      local.list_lake, local.head_lake, local.lake_key_rw,
-      { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.every_area] },
-      { Sid = "Admit", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.raw, local.area.idempotency] },
-      { Sid = "EraseWrites", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.erased, local.area.metadata] },
-      { Sid = "Erase", Effect = "Allow", Action = local.delete, Resource = [local.area.raw, local.area.derived, local.area.metadata, local.area.quarantine, local.area.idempotency] },
-    ]
-    bridge = concat([
-      local.list_lake, local.head_lake, local.lake_key_rw,
-      { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.area.raw, local.area.derived, local.area.quarantine, local.area.idempotency, local.area.erased] },
-      { Sid = "Admit", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.raw, local.area.idempotency] },
-      { Sid = "TakeBackOwnWrites", Effect = "Allow", Action = local.delete, Resource = [local.area.raw, local.area.idempotency] },
-    ], local.claim_check_read)
-    processor = [
-      local.list_lake, local.head_lake, local.lake_key_rw,
-      { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.area.raw, local.area.derived, local.area.metadata, local.area.quarantine, local.area.erased] },
-      { Sid = "WriteOutputs", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.derived, local.area.metadata, local.area.quarantine] },
-      { Sid = "EraseOwnOutputs", Effect = "Allow", Action = local.delete, Resource = [local.area.derived, local.area.metadata, local.area.quarantine] },
-    ]
-    sweeper = [
-      local.list_lake, local.head_lake, local.lake_key_rw,
-      { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.every_area] },
-      { Sid = "Expire", Effect = "Allow", Action = local.delete, Resource = [local.every_area] },
-      { Sid = "CloseHours", Effect = "Allow", Action = ["s3:PutObject"], Resource = [local.area.metadata, local.area.checkpoint] },
-    ]
-    audit = [
-      local.list_lake, local.head_lake, local.lake_key_read,
-      { Sid = "ReadLake", Effect = "Allow", Action = ["s3:GetObject"], Resource = [local.every_area] },
-      { Sid = "ReadBucketRules", Effect = "Allow", Action = ["s3:GetLifecycleConfiguration", "s3:GetBucketVersioning"], Resource = [var.lake.bucket_arn] },
-    ]
+    for mode, statements in local.lake_statements : mode => concat(
+      statements,
+      [local.head_lake, mode == "audit" ? local.lake_key_read : local.lake_key_rw],
+      mode == "bridge" ? local.claim_check_read : [],
+      mode == "audit" ? [{ Sid = "ReadBucketRules", Effect = "Allow", Action = ["s3:GetLifecycleConfiguration"], Resource = [var.lake.bucket_arn] }] : [],
+    )
   }
 
   task_policies = {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{ObjectInfo, ObjectVersion, PutOptions, SharedStore, Store, StoreError};
+use crate::access::{Access, Op};
 
 /// S3's page size for listings.
 const PAGE: usize = 1000;
@@ -24,6 +25,9 @@ pub struct Counting {
     /// Reads of one object (GET, HEAD).
     reads: AtomicU64,
     listings: Mutex<Vec<(&'static str, String)>>,
+    /// Every request as S3 would authorise it: checked against
+    /// `lake::access` by the tests of each mode.
+    accesses: Mutex<Vec<Access>>,
     /// Writes (put, delete, purge) still allowed; `None`: all of them.
     writes_left: Mutex<Option<u64>>,
 }
@@ -35,6 +39,7 @@ impl Counting {
             requests: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             listings: Mutex::default(),
+            accesses: Mutex::default(),
             writes_left: Mutex::new(None),
         }
     }
@@ -76,15 +81,33 @@ impl Counting {
         self.listings.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Every request since the last reset, in order.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.accesses.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn access(&self, op: Op, key: &str) {
+        if let Ok(mut l) = self.accesses.lock() {
+            l.push(Access {
+                op,
+                key: key.to_owned(),
+            });
+        }
+    }
+
     pub fn reset(&self) {
         self.requests.store(0, Ordering::SeqCst);
         self.reads.store(0, Ordering::SeqCst);
         if let Ok(mut l) = self.listings.lock() {
             l.clear();
         }
+        if let Ok(mut l) = self.accesses.lock() {
+            l.clear();
+        }
     }
 
     fn note(&self, op: &'static str, prefix: &str, returned: usize) {
+        self.access(Op::List, prefix);
         let pages = returned.div_ceil(PAGE).max(1) as u64;
         self.requests.fetch_add(pages, Ordering::SeqCst);
         if let Ok(mut l) = self.listings.lock() {
@@ -99,14 +122,17 @@ impl Store for Counting {
         self.inner.location()
     }
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+        self.access(Op::Write, key);
         self.write("put", key)?;
         self.inner.put(key, data, opts).await
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.access(Op::Read, key);
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.access(Op::Read, key);
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.exists(key).await
     }
@@ -116,6 +142,9 @@ impl Store for Counting {
         Ok(out)
     }
     async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.access(Op::Delete, key);
+        }
         self.write("delete", keys.first().map_or("", String::as_str))?;
         self.inner.delete(keys).await
     }
@@ -144,6 +173,9 @@ impl Store for Counting {
         Ok(out)
     }
     async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        for v in versions {
+            self.access(Op::DeleteVersion, &v.key);
+        }
         self.write("purge", versions.first().map_or("", |v| v.key.as_str()))?;
         self.inner.purge(versions).await
     }
@@ -162,6 +194,9 @@ impl Store for Counting {
         length: u64,
         expires_in: std::time::Duration,
     ) -> Result<Option<super::PresignedPut>, StoreError> {
+        // The URL is signed with this mode's credentials: the browser's PUT
+        // is authorised as this mode's write.
+        self.access(Op::Write, key);
         self.inner.presign_put(key, length, expires_in).await
     }
 }
