@@ -26,11 +26,17 @@ pub fn render(policy: &Policy) -> Value {
     // Terraform cannot see through the variables that these resources
     // need the tag and the table: say so.
     let lf_tag = format!("aws_lakeformation_lf_tag.{}", name(TAG));
+    // Grants, row filters and the column tags grants go by can be switched
+    // off as a whole (never narrowed to some principals): only the offline
+    // apply does, whose API has no data-cells filters, cannot read
+    // tag-based grants back, nor remove column tags.
+    let switch = "${var.enable_analyst_grants ? 1 : 0}";
     let mut column_tags = Map::new();
     for (value, columns) in &policy.columns {
         column_tags.insert(
             format!("{}_{}", name(TAG), name(value)),
             json!({
+                "count": switch,
                 "catalog_id": "${var.catalog_id}",
                 "table_with_columns": [{
                     "database_name": "${var.glue_database}",
@@ -52,6 +58,7 @@ pub fn render(policy: &Policy) -> Value {
                 permissions.insert(
                     id,
                     json!({
+                        "count": switch,
                         "catalog_id": "${var.catalog_id}",
                         "principal": arn,
                         "permissions": ["SELECT", "DESCRIBE"],
@@ -70,6 +77,7 @@ pub fn render(policy: &Policy) -> Value {
                 filters.insert(
                     id.clone(),
                     json!({
+                        "count": switch,
                         "table_data": [{
                             "database_name": "${var.glue_database}",
                             "table_name": "${var.glue_table}",
@@ -84,6 +92,7 @@ pub fn render(policy: &Policy) -> Value {
                 permissions.insert(
                     id.clone(),
                     json!({
+                        "count": switch,
                         "catalog_id": "${var.catalog_id}",
                         "principal": arn,
                         "permissions": ["SELECT", "DESCRIBE"],

@@ -171,19 +171,30 @@ class Terraform:
         return out.stdout
 
 
-def trust_the_deployer(iam, defs: dict[str, dict], deployer_arn: str) -> None:
-    """Let the test's user assume each task role, as ECS would.
+def adapt_roles_to_moto(iam, defs: dict[str, dict], deployer_arn: str, bucket: str) -> None:
+    """What each role gets besides what Terraform applied, and why.
 
-    Only the trust policy changes (who may become the role, which here is
-    not ECS); the role's permissions, the thing under test, stay as
-    applied. moto cannot evaluate the applied trust policy for a user: it
-    names a service principal with an aws:SourceAccount condition.
+    - Its trust policy lets the test's user assume it, as ECS would
+      (moto cannot evaluate the applied one for a user: it names a service
+      principal with an aws:SourceAccount condition).
+    - s3:DeleteObject on the bucket ARN itself: on AWS that grants nothing
+      (object actions are judged against object ARNs, per key), but moto
+      judges a multi-object delete against the bucket ARN only, then each
+      key against the bucket policy. Which keys a mode may purge is proven
+      by tests/e2e/access.rs instead.
+    Every other permission is exactly as applied.
     """
     for d in defs.values():
+        role = d["role"].rsplit("/", 1)[-1]
         iam.update_assume_role_policy(
-            RoleName=d["role"].rsplit("/", 1)[-1],
+            RoleName=role,
             PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"AWS": deployer_arn}, "Action": "sts:AssumeRole"}]}),
+        )
+        iam.put_role_policy(
+            RoleName=role, PolicyName="moto-multi-object-delete",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}"}]}),
         )
 
 
@@ -237,6 +248,10 @@ class Pipeline:
             IMGPIPE_KAFKA_BROKERS=self.kafka,
             IMGPIPE_KAFKA__SECURITY_PROTOCOL="plaintext",
             IMGPIPE_LOG_FORMAT="text",
+            # moto cannot verify the signature of a streamed PUT with a
+            # trailing checksum (aws-chunked, the SDK's default): checksums
+            # only where S3 requires them.
+            AWS_REQUEST_CHECKSUM_CALCULATION="when_required",
         )
         for k in ("IMGPIPE_KAFKA__SASL_MECHANISM", "IMGPIPE_KAFKA__SASL_USERNAME", "IMGPIPE_KAFKA__SASL_PASSWORD"):
             env.pop(k, None)
@@ -376,7 +391,16 @@ def run_pipeline(pipeline: Pipeline, image: bytes) -> None:
     if swept.returncode != 0:
         sys.stderr.write(swept.stdout + swept.stderr)
         raise SystemExit("the sweeper role could not sweep")
-    log("swept a period later by the sweeper role")
+    s3 = pipeline.moto.client("s3", pipeline.deployer)
+    bucket = pipeline.env("sweeper")["IMGPIPE_LAKE__S3__BUCKET"]
+    left = [
+        v["Key"]
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+    ]
+    if left:
+        raise SystemExit(f"the sweep a period later left {len(left)} versions: {left[:10]}")
+    log("swept a period later by the sweeper role: no version of any image left")
     audit = pipeline.once("audit", "--now", later)
     if audit.returncode != 0:
         sys.stderr.write(audit.stdout + audit.stderr)
@@ -393,7 +417,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
 
-    venv_bin = Path(sys.executable).parent
+    venv_bin = Path(os.environ.get("MOTO_VENV_BIN", Path(sys.executable).parent))
     workdir = Path(tempfile.mkdtemp(prefix="imgpipe-offline-apply."))
     moto = Moto(venv_bin, workdir)
     ok = False
@@ -423,7 +447,7 @@ def main() -> None:
             if args.imgpipe:
                 outputs = json.loads(tf.run("output", "-json", quiet=True))
                 defs = task_definitions(moto.client("ecs", deployer), outputs["task_definition_families"]["value"])
-                trust_the_deployer(moto.client("iam", deployer), defs, deployer_arn)
+                adapt_roles_to_moto(moto.client("iam", deployer), defs, deployer_arn, outputs["lake_bucket"]["value"])
                 image = first_jpeg(args.image)
                 pipeline = Pipeline(args.imgpipe.resolve(), moto, deployer, defs, workdir, args.kafka)
                 try:

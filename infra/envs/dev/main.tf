@@ -13,12 +13,15 @@ module "network" {
 }
 
 module "lake" {
-  source        = "../../modules/lake"
-  name          = var.name
-  bucket        = var.lake_bucket
-  log_bucket    = var.log_bucket
+  source     = "../../modules/lake"
+  name       = var.name
+  bucket     = var.lake_bucket
+  log_bucket = var.log_bucket
+  # Other buckets that deliver access logs here (each under s3/<bucket>/).
+  log_sources   = [var.athena_results_bucket]
   force_destroy = var.force_destroy
   web_origins   = var.web_origins
+  policy_denies = var.lake_policy_denies
 }
 
 module "observability" {
@@ -70,6 +73,8 @@ module "compute" {
   services                 = var.services
   claim_check_allow        = var.claim_check_allow
   web_origins              = var.web_origins
+  enable_autoscaling       = var.enable_autoscaling
+  enable_audit_schedule    = var.enable_audit_schedule
   log_groups               = module.observability.service_log_groups
   log_group_arns           = module.observability.service_log_group_arns
   waf_log_group_arn        = module.observability.waf_log_group_arn
@@ -117,4 +122,7 @@ module "analytics" {
   redshift_security_group_id = module.network.security_group_ids["redshift"]
   redshift_max_rpu           = var.redshift_max_rpu
   quicksight_principal_arn   = var.quicksight_principal_arn
+  enable_redshift            = var.enable_redshift
+  enable_quicksight          = var.enable_quicksight
+  enable_analyst_grants      = var.enable_analyst_grants
 }

@@ -42,3 +42,13 @@ output "alarm_topic_arn" {
   description = "SNS topic of every alarm."
   value       = module.observability.alarm_topic_arn
 }
+
+output "task_role_arns" {
+  description = "Task role per mode (api, bridge, processor, sweeper, audit)."
+  value       = module.compute.task_role_arns
+}
+
+output "lake_bucket" {
+  description = "The lake bucket."
+  value       = module.lake.bucket
+}

@@ -209,3 +209,39 @@ variable "web_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "enable_redshift" {
+  description = "Redshift Serverless + Spectrum (off only where the AWS API has no Redshift Serverless: the offline apply in .ci/infra-check)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_quicksight" {
+  description = "QuickSight data source and data set (needs the account's QuickSight subscription; off in the offline apply)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_analyst_grants" {
+  description = "Lake Formation grants to the principals and Spectrum (off only in the offline apply, whose API lacks data-cells filters)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_autoscaling" {
+  description = "Application Auto Scaling of the api and processors (off only in the offline apply, whose API cannot list a target's tags)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_audit_schedule" {
+  description = "The daily imgpipe audit (off only in the offline apply, whose API refuses the provider's GetSchedule)."
+  type        = bool
+  default     = true
+}
+
+variable "lake_policy_denies" {
+  description = "The lake bucket policy's denials of requests without TLS or the lake key (off only in the offline apply, whose IAM treats their conditions as always met and would deny everything)."
+  type        = bool
+  default     = true
+}

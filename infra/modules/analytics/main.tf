@@ -126,6 +126,7 @@ resource "aws_athena_workgroup" "this" {
 
 # --- Redshift Serverless + Spectrum ----------------------------------------------
 resource "aws_redshiftserverless_namespace" "this" {
+  count                 = var.enable_redshift ? 1 : 0
   namespace_name        = var.name
   db_name               = "imgpipe"
   admin_username        = "imgpipe_admin"
@@ -136,7 +137,8 @@ resource "aws_redshiftserverless_namespace" "this" {
 }
 
 resource "aws_redshiftserverless_workgroup" "this" {
-  namespace_name       = aws_redshiftserverless_namespace.this.namespace_name
+  count                = var.enable_redshift ? 1 : 0
+  namespace_name       = aws_redshiftserverless_namespace.this[0].namespace_name
   workgroup_name       = var.name
   base_capacity        = var.redshift_base_rpu
   max_capacity         = var.redshift_max_rpu
@@ -194,6 +196,7 @@ resource "aws_iam_role_policy" "spectrum" {
 }
 
 resource "aws_lakeformation_permissions" "spectrum_database" {
+  count       = var.enable_analyst_grants ? 1 : 0
   catalog_id  = var.catalog_id
   principal   = aws_iam_role.spectrum.arn
   permissions = ["DESCRIBE"]
@@ -204,11 +207,12 @@ resource "aws_lakeformation_permissions" "spectrum_database" {
 }
 
 resource "aws_lakeformation_permissions" "spectrum" {
+  count       = var.enable_analyst_grants ? 1 : 0
   catalog_id  = var.catalog_id
   principal   = aws_iam_role.spectrum.arn
-  permissions = aws_lakeformation_permissions.analyst.permissions
+  permissions = aws_lakeformation_permissions.analyst[0].permissions
   dynamic "lf_tag_policy" {
-    for_each = aws_lakeformation_permissions.analyst.lf_tag_policy
+    for_each = aws_lakeformation_permissions.analyst[0].lf_tag_policy
     content {
       resource_type = lf_tag_policy.value.resource_type
       dynamic "expression" {
@@ -225,15 +229,17 @@ resource "aws_lakeformation_permissions" "spectrum" {
 # Terraform has no resource for CREATE EXTERNAL SCHEMA: the Data API runs it
 # once (IF NOT EXISTS makes a re-run harmless), as the namespace's admin.
 resource "aws_redshiftdata_statement" "spectrum_schema" {
-  workgroup_name = aws_redshiftserverless_workgroup.this.workgroup_name
-  database       = aws_redshiftserverless_namespace.this.db_name
-  secret_arn     = aws_redshiftserverless_namespace.this.admin_password_secret_arn
+  count          = var.enable_redshift ? 1 : 0
+  workgroup_name = aws_redshiftserverless_workgroup.this[0].workgroup_name
+  database       = aws_redshiftserverless_namespace.this[0].db_name
+  secret_arn     = aws_redshiftserverless_namespace.this[0].admin_password_secret_arn
   sql            = "CREATE EXTERNAL SCHEMA IF NOT EXISTS ${var.spectrum_schema} FROM DATA CATALOG DATABASE '${var.glue_database}' IAM_ROLE '${aws_iam_role.spectrum.arn}' CATALOG_ID '${var.catalog_id}'"
   depends_on     = [aws_lakeformation_permissions.spectrum_database, aws_lakeformation_permissions.spectrum]
 }
 
 # --- QuickSight -------------------------------------------------------------------
 resource "aws_quicksight_data_source" "athena" {
+  count          = var.enable_quicksight ? 1 : 0
   data_source_id = "${var.name}-athena"
   name           = "${var.name} images (Athena)"
   type           = "ATHENA"
@@ -261,6 +267,7 @@ resource "aws_quicksight_data_source" "athena" {
 # Direct queries go through Athena and Lake Formation every time, so an
 # expired or erased row is gone from the dashboards too.
 resource "aws_quicksight_data_set" "images" {
+  count       = var.enable_quicksight ? 1 : 0
   data_set_id = "${var.name}-images"
   name        = "${var.name} images"
   import_mode = "DIRECT_QUERY"
@@ -268,7 +275,7 @@ resource "aws_quicksight_data_set" "images" {
   physical_table_map {
     physical_table_map_id = "images"
     relational_table {
-      data_source_arn = aws_quicksight_data_source.athena.arn
+      data_source_arn = aws_quicksight_data_source.athena[0].arn
       catalog         = "AwsDataCatalog"
       schema          = var.glue_database
       name            = var.glue_table

@@ -10,7 +10,7 @@ output "athena_results_bucket" {
 
 output "redshift_workgroup" {
   description = "Redshift Serverless workgroup."
-  value       = aws_redshiftserverless_workgroup.this.workgroup_name
+  value       = one(aws_redshiftserverless_workgroup.this[*].workgroup_name)
 }
 
 output "spectrum_role_arn" {
@@ -20,5 +20,5 @@ output "spectrum_role_arn" {
 
 output "quicksight_data_set_id" {
   description = "QuickSight data set (direct query)."
-  value       = aws_quicksight_data_set.images.data_set_id
+  value       = one(aws_quicksight_data_set.images[*].data_set_id)
 }

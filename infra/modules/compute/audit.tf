@@ -3,6 +3,7 @@
 # and the task stopping with a non-zero exit code (its EventBridge rule).
 
 resource "aws_scheduler_schedule" "audit" {
+  count                        = var.enable_audit_schedule ? 1 : 0
   name                         = "${var.name}-audit"
   description                  = "imgpipe audit: nothing past expiry, lifecycle rules present, topic retention bounded"
   schedule_expression          = var.audit.schedule

@@ -62,3 +62,8 @@ output "config_toml" {
   description = "The config file rendered into the SSM parameter (key digests only, no secrets)."
   value       = local.config_toml
 }
+
+output "task_role_arns" {
+  description = "Task role ARN per mode."
+  value       = { for mode, role in aws_iam_role.task : mode => role.arn }
+}

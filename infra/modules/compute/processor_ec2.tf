@@ -23,13 +23,41 @@ resource "aws_iam_role" "instance" {
   })
 }
 
-# The ECS agent's own rights (register the instance, poll for tasks, pull
-# for tasks, send logs). AWS's managed policy; the tasks never see these
-# credentials (ECS_AWSVPC_BLOCK_IMDS below).
-resource "aws_iam_role_policy_attachment" "instance_ecs" {
-  count      = local.ec2_process ? 1 : 0
-  role       = aws_iam_role.instance[0].name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+# The ECS agent's own rights: register this instance in this cluster and
+# report on its tasks, nothing else. Not AWS's managed policy
+# (AmazonEC2ContainerServiceforEC2Role: ecs:* on every cluster, logs:* and
+# ECR on "*"), because a privileged processor container could reach these
+# credentials if IMDS blocking ever failed. Image pulls and awslogs use the
+# task execution role (iam.tf), so the instance needs neither.
+resource "aws_iam_role_policy" "instance_ecs" {
+  count = local.ec2_process ? 1 : 0
+  name  = "ecs-agent"
+  role  = aws_iam_role.instance[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "JoinThisCluster"
+        Effect   = "Allow"
+        Action   = ["ecs:RegisterContainerInstance", "ecs:DeregisterContainerInstance", "ecs:SubmitContainerStateChange", "ecs:SubmitTaskStateChange", "ecs:SubmitAttachmentStateChanges"]
+        Resource = [aws_ecs_cluster.this.arn]
+      },
+      {
+        Sid      = "ActAsThisClustersInstance"
+        Effect   = "Allow"
+        Action   = ["ecs:Poll", "ecs:StartTelemetrySession", "ecs:UpdateContainerInstancesState", "ecs:PutSystemLogEvents"]
+        Resource = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:container-instance/${aws_ecs_cluster.this.name}/*"]
+      },
+      {
+        # DiscoverPollEndpoint has no resource-level permissions (AWS
+        # requires "*"); it returns only an endpoint address.
+        Sid      = "FindTheAgentEndpoint"
+        Effect   = "Allow"
+        Action   = ["ecs:DiscoverPollEndpoint"]
+        Resource = "*"
+      },
+    ]
+  })
 }
 
 resource "aws_iam_instance_profile" "processor" {

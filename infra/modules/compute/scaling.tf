@@ -4,7 +4,7 @@
 # The API scales on CPU too; the bridge and sweeper have fixed counts.
 
 locals {
-  scaled = toset(["api", "processor"])
+  scaled = var.enable_autoscaling ? toset(["api", "processor"]) : toset([])
 }
 
 resource "aws_appautoscaling_target" "mode" {
@@ -35,7 +35,7 @@ resource "aws_appautoscaling_policy" "cpu" {
 }
 
 resource "aws_appautoscaling_policy" "processor_lag" {
-  count              = var.kafka.msk_enabled ? 1 : 0
+  count              = var.kafka.msk_enabled && var.enable_autoscaling ? 1 : 0
   name               = "${var.name}-processor-lag"
   policy_type        = "StepScaling"
   service_namespace  = aws_appautoscaling_target.mode["processor"].service_namespace
@@ -60,7 +60,7 @@ resource "aws_appautoscaling_policy" "processor_lag" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "processor_lag" {
-  count               = var.kafka.msk_enabled ? 1 : 0
+  count               = var.kafka.msk_enabled && var.enable_autoscaling ? 1 : 0
   alarm_name          = "${var.name}-processor-lag-scale-out"
   alarm_description   = "Scales processors out: events waiting for the imgpipe-processor group."
   namespace           = "AWS/Kafka"

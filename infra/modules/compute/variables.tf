@@ -265,3 +265,15 @@ variable "web_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "enable_autoscaling" {
+  description = "Scale the api and processors (Application Auto Scaling). Off only in the offline apply: moto cannot list a scalable target's tags."
+  type        = bool
+  default     = true
+}
+
+variable "enable_audit_schedule" {
+  description = "Run imgpipe audit daily (EventBridge Scheduler). Off only in the offline apply: moto refuses the provider's signed GetSchedule (403)."
+  type        = bool
+  default     = true
+}

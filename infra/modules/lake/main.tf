@@ -88,10 +88,13 @@ resource "aws_s3_bucket_ownership_controls" "lake" {
   }
 }
 
+# Only once the log bucket's policy lets the logging service in: S3 checks
+# the target's permissions at this call.
 resource "aws_s3_bucket_logging" "lake" {
   bucket        = aws_s3_bucket.lake.id
   target_bucket = aws_s3_bucket.logs.id
   target_prefix = "s3/${var.bucket}/"
+  depends_on    = [aws_s3_bucket_policy.logs]
 }
 
 locals {
@@ -131,6 +134,7 @@ locals {
 }
 
 resource "aws_s3_bucket_policy" "lake" {
+  count  = var.policy_denies ? 1 : 0
   bucket = aws_s3_bucket.lake.id
   policy = jsonencode(local.lake_policy)
   # A policy PUT races the public access block otherwise.
@@ -217,26 +221,32 @@ resource "aws_s3_bucket_policy" "logs" {
   bucket = aws_s3_bucket.logs.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "DenyInsecureTransport"
-        Effect    = "Deny"
-        Principal = "*"
+    Statement = concat(
+      [{
+        Sid    = "DenyInsecureTransport"
+        Effect = "Deny"
+        # The same as "*" to IAM; written out because moto's logging-target
+        # check reads Principal as a map (the offline apply).
+        Principal = { AWS = "*" }
         Action    = "s3:*"
         Resource  = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
-      },
-      {
-        # With BucketOwnerEnforced there are no ACLs: the logging service
-        # is let in by policy, for this account's buckets only.
-        Sid       = "S3ServerAccessLogs"
+      }],
+      # With BucketOwnerEnforced there are no ACLs: the logging service is
+      # let in by policy, each bucket under its own prefix only, and only
+      # for deliveries from that bucket in this account.
+      [for i, b in concat([var.bucket], var.log_sources) : {
+        Sid       = "S3ServerAccessLogs${i}"
         Effect    = "Allow"
         Principal = { Service = "logging.s3.amazonaws.com" }
         Action    = "s3:PutObject"
-        Resource  = "${aws_s3_bucket.logs.arn}/s3/*"
-        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
-      },
-      {
+        Resource  = "${aws_s3_bucket.logs.arn}/s3/${b}/*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+          ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:s3:::${b}" }
+        }
+      }],
+      [{
         # ALB access logs: older regions (us-east-1 among them) deliver as
         # the region's ELB account, newer ones as the log-delivery service.
         Sid    = "AlbAccessLogs"
@@ -247,8 +257,8 @@ resource "aws_s3_bucket_policy" "logs" {
         }
         Action   = "s3:PutObject"
         Resource = "${aws_s3_bucket.logs.arn}/alb/AWSLogs/${local.account_id}/*"
-      },
-    ]
+      }],
+    )
   })
   depends_on = [aws_s3_bucket_public_access_block.logs]
 }

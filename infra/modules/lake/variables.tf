@@ -35,3 +35,15 @@ variable "web_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "log_sources" {
+  description = "Other buckets whose S3 server access logs go to the log bucket (each under s3/<bucket>/)."
+  type        = list(string)
+  default     = []
+}
+
+variable "policy_denies" {
+  description = "Deny requests without TLS, and PUTs without SSE-KMS under the lake key. Off only in the offline apply: moto treats those conditions as always met and would deny every request."
+  type        = bool
+  default     = true
+}

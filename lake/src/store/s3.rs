@@ -564,13 +564,23 @@ impl Store for S3Store {
         self.delete_batched(&items).await
     }
 
+    /// GetBucketVersioning, not HeadBucket: HeadBucket is authorised by
+    /// s3:ListBucket on the whole bucket, a grant no task role otherwise
+    /// needs, while s3:GetBucketVersioning reveals only the setting imgpipe
+    /// relies on (versions are what purges remove). One GET either way.
+    /// A 2xx whose body the SDK cannot read still answers the question
+    /// (reachable, authorised): moto wraps this body in a different root.
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .head_bucket()
+        match self
+            .client
+            .get_bucket_versioning()
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| err("ping", &self.bucket, e))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().is_success()) => Ok(()),
+            Err(e) => Err(err("ping", &self.bucket, e)),
+        }
     }
 }

@@ -64,10 +64,10 @@ run "stack" {
   assert {
     condition = alltrue(flatten([
       for s in module.compute.task_policies["bridge"].Statement : [
-        for r in flatten([s.Resource]) : can(regex("/(raw|idempotency)/\\*$", r))
+        for r in flatten([s.Resource]) : can(regex("/(raw|idempotency|expiry|checkpoint)/\\*$", r))
       ] if anytrue([for a in flatten([s.Action]) : startswith(a, "s3:DeleteObject")])
     ]))
-    error_message = "The bridge may delete only under raw/ and idempotency/."
+    error_message = "The bridge may delete only under raw/, idempotency/, expiry/ (what it admits) and checkpoint/ (reopening a closed hour)."
   }
   assert {
     condition = alltrue(flatten([
@@ -215,7 +215,7 @@ run "lake" {
   }
   assert {
     condition = anytrue([
-      for s in jsondecode(aws_s3_bucket_policy.lake.policy).Statement :
+      for s in jsondecode(aws_s3_bucket_policy.lake[0].policy).Statement :
       s.Effect == "Deny" && s.Principal == "*" && s.Action == "s3:*" &&
       try(s.Condition.Bool["aws:SecureTransport"], "") == "false" &&
       toset(flatten([s.Resource])) == toset([aws_s3_bucket.lake.arn, "${aws_s3_bucket.lake.arn}/*"])
@@ -224,7 +224,7 @@ run "lake" {
   }
   assert {
     condition = anytrue([
-      for s in jsondecode(aws_s3_bucket_policy.lake.policy).Statement :
+      for s in jsondecode(aws_s3_bucket_policy.lake[0].policy).Statement :
       s.Effect == "Deny" && s.Action == "s3:PutObject" &&
       try(s.Condition.StringNotEquals["s3:x-amz-server-side-encryption"], "") == "aws:kms"
     ])
@@ -232,7 +232,7 @@ run "lake" {
   }
   assert {
     condition = anytrue([
-      for s in jsondecode(aws_s3_bucket_policy.lake.policy).Statement :
+      for s in jsondecode(aws_s3_bucket_policy.lake[0].policy).Statement :
       s.Effect == "Deny" && s.Action == "s3:PutObject" &&
       try(s.Condition.StringNotEquals["s3:x-amz-server-side-encryption-aws-kms-key-id"], "") == aws_kms_key.lake.arn
     ])
@@ -418,7 +418,7 @@ run "analytics" {
   }
 
   assert {
-    condition     = aws_quicksight_data_set.images.import_mode == "DIRECT_QUERY"
+    condition     = aws_quicksight_data_set.images[0].import_mode == "DIRECT_QUERY"
     error_message = "QuickSight must query directly: SPICE would keep copies of rows past 7 days."
   }
   assert {
@@ -437,15 +437,15 @@ run "analytics" {
     error_message = "Athena: the workgroup's settings are enforced, results SSE-KMS, a per-query scan cutoff."
   }
   assert {
-    condition     = !aws_redshiftserverless_workgroup.this.publicly_accessible && aws_redshiftserverless_namespace.this.kms_key_id == var.t_lake_key
+    condition     = !aws_redshiftserverless_workgroup.this[0].publicly_accessible && aws_redshiftserverless_namespace.this[0].kms_key_id == var.t_lake_key
     error_message = "Redshift Serverless: private, encrypted with the lake key."
   }
   assert {
-    condition     = startswith(aws_redshiftdata_statement.spectrum_schema.sql, "CREATE EXTERNAL SCHEMA IF NOT EXISTS")
+    condition     = startswith(aws_redshiftdata_statement.spectrum_schema[0].sql, "CREATE EXTERNAL SCHEMA IF NOT EXISTS")
     error_message = "The Spectrum schema is created through the Redshift Data API."
   }
   assert {
-    condition     = aws_lakeformation_permissions.spectrum.lf_tag_policy[0].expression == aws_lakeformation_permissions.analyst.lf_tag_policy[0].expression
+    condition     = aws_lakeformation_permissions.spectrum[0].lf_tag_policy[0].expression == aws_lakeformation_permissions.analyst[0].lf_tag_policy[0].expression
     error_message = "The Spectrum role sees exactly the analyst's view."
   }
   assert {
@@ -561,7 +561,7 @@ run "compute" {
     error_message = "Processors track CPU."
   }
   assert {
-    condition     = startswith(aws_scheduler_schedule.audit.schedule_expression, "cron(") && jsondecode(aws_ecs_task_definition.mode["audit"].container_definitions)[0].command[0] == "audit"
+    condition     = startswith(aws_scheduler_schedule.audit[0].schedule_expression, "cron(") && jsondecode(aws_ecs_task_definition.mode["audit"].container_definitions)[0].command[0] == "audit"
     error_message = "imgpipe audit runs on a daily schedule."
   }
   assert {
