@@ -14,13 +14,13 @@ variable "log_bucket" {
 }
 
 variable "log_retention_days" {
-  description = "Days a log object lives in the log bucket, counting its noncurrent day: at most 7."
+  description = "Days a log object lives in the log bucket, counting its noncurrent day, before lifecycle rounding: at most 5, since S3 rounds each of the two steps up to the next midnight UTC (5 + 2 = 7)."
   type        = number
-  default     = 7
+  default     = 5
 
   validation {
-    condition     = var.log_retention_days >= 2 && var.log_retention_days <= 7
-    error_message = "Logs name images: keep them 2 to 7 days (one of which is the noncurrent-version day)."
+    condition     = var.log_retention_days >= 2 && var.log_retention_days <= 5
+    error_message = "Logs name images: 2 to 5 days (one of them the noncurrent-version day); lifecycle rounding adds up to 2."
   }
 }
 

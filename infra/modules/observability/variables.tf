@@ -4,13 +4,13 @@ variable "name" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of every log group. Logs name images (ids, keys, script output), so at most 7 days — the lake's own promise."
+  description = "Retention of every log group. Logs name images (ids, keys, script output), and CloudWatch deletes expired events up to 72 hours late: 3 days keeps them inside the 7-day promise."
   type        = number
-  default     = 7
+  default     = 3
 
   validation {
-    condition     = contains([1, 3, 5, 7], var.log_retention_days)
-    error_message = "CloudWatch accepts 1, 3, 5 or 7 here; more would keep image ids past the 7-day promise."
+    condition     = contains([1, 3], var.log_retention_days)
+    error_message = "1 or 3: CloudWatch deletes up to 72 hours after retention, so 5 or 7 could keep image ids past 7 days."
   }
 }
 

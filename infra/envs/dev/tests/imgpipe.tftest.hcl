@@ -276,9 +276,9 @@ run "observability" {
   assert {
     condition = alltrue([
       for g in concat(values(aws_cloudwatch_log_group.service), values(aws_cloudwatch_log_group.platform)) :
-      g.retention_in_days >= 1 && g.retention_in_days <= 7
+      g.retention_in_days >= 1 && g.retention_in_days <= 3
     ])
-    error_message = "Every CloudWatch log group must keep logs 1 to 7 days: logs name images."
+    error_message = "Every CloudWatch log group must keep logs 1 to 3 days: logs name images, and CloudWatch deletes up to 72 h late."
   }
   assert {
     condition = alltrue([
