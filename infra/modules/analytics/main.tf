@@ -160,6 +160,7 @@ resource "aws_iam_role" "spectrum" {
       Effect    = "Allow"
       Principal = { Service = ["redshift.amazonaws.com", "redshift-serverless.amazonaws.com"] }
       Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = var.catalog_id } }
     }]
   })
 }

@@ -49,6 +49,7 @@ resource "aws_iam_role" "location" {
       Effect    = "Allow"
       Principal = { Service = "lakeformation.amazonaws.com" }
       Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
     }]
   })
 }

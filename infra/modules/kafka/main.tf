@@ -7,6 +7,8 @@
 # is created by hand once (infra/README.md, "First run"), and
 # `imgpipe audit` reports any topic whose retention could outlive 7 days.
 
+data "aws_caller_identity" "current" {}
+
 locals {
   create = var.existing_brokers == ""
   # A message lives retention.ms + one segment (log.roll.ms) + the broker's
@@ -135,6 +137,8 @@ resource "aws_secretsmanager_secret_policy" "scram" {
       Principal = { Service = "kafka.amazonaws.com" }
       Action    = "secretsmanager:GetSecretValue"
       Resource  = aws_secretsmanager_secret.scram[0].arn
+      # Only on this account's behalf (the confused-deputy guard).
+      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
     }]
   })
 }

@@ -15,7 +15,7 @@ locals {
 # --- the customer key -------------------------------------------------------
 # One customer-managed key for the data itself: lake objects, Athena
 # results, MSK at rest, Redshift. Services (S3, Athena, MSK, Redshift) use it
-# on the caller's behalf through grants or the caller's own kms:* rights, so
+# on the caller's behalf through grants or the caller's own kms: rights, so
 # the key policy only delegates to the account's IAM.
 resource "aws_kms_key" "lake" {
   description             = "${var.name}: lake data (S3 objects, Athena results, MSK, Redshift)"
@@ -23,15 +23,30 @@ resource "aws_kms_key" "lake" {
   deletion_window_in_days = 30
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      # Key policies must name the key as "*" (it means "this key"); this
-      # delegates to IAM policies, which grant the key to each task role.
-      Sid       = "AccountAdministersThroughIAM"
-      Effect    = "Allow"
-      Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-      Action    = "kms:*"
-      Resource  = "*"
-    }]
+    # Key policies must name the key as "*" (it means "this key"). Both
+    # statements delegate to IAM policies (the account as principal), which
+    # grant use of the key to each task role; neither is kms:*, so nothing
+    # the key may do is granted that is not named here.
+    Statement = [
+      {
+        Sid       = "AccountAdministersThroughIAM"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action = [
+          "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+          "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
+          "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
+        ]
+        Resource = "*"
+      },
+      {
+        Sid       = "AccountUsesThroughIAM"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
+        Resource  = "*"
+      },
+    ]
   })
 }
 

@@ -174,6 +174,21 @@ run "lake" {
     values = { arn = "arn:aws:s3:::lake-under-test", id = "lake-under-test" }
   }
 
+  assert {
+    condition = alltrue(flatten([
+      for st in jsondecode(aws_kms_key.lake.policy).Statement : [for a in flatten([st.Action]) : a != "kms:*"]
+    ]))
+    error_message = "The lake key's policy names what it allows; no kms:*."
+  }
+  assert {
+    condition = alltrue([
+      for st in jsondecode(aws_s3_bucket_policy.logs.policy).Statement :
+      can(st.Condition.StringEquals["aws:SourceAccount"]) && can(st.Condition.ArnLike["aws:SourceArn"])
+      if try(st.Principal.Service, "") == "logging.s3.amazonaws.com"
+    ])
+    error_message = "The log bucket lets S3's logging service in only for this account's buckets (aws:SourceAccount, aws:SourceArn); ALB logs are confined to AWSLogs/<account>/ by their resource."
+  }
+
   # The code's retention is 7 days (retention.period, at most 7d): every
   # lifecycle rule that expires objects does so at 7 days; noncurrent
   # versions go a day later at most.
