@@ -22,8 +22,8 @@ use std::{
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use lake::{
-    Delivery, EventSource, FixedClock, ImageId, ImageReceived, InProgress, Layout, SharedStore,
-    Source, Store, StoreError, SystemClock,
+    Delivery, EventSource, FixedClock, ImageId, ImageReceived, Layout, SharedStore, Source, Store,
+    StoreError, SystemClock,
     access::{self, Access, Mode, Op},
     admission::Admission,
     index, layout,
@@ -395,38 +395,7 @@ async fn api_requests_are_exactly_the_declared_ones() {
     // Mid-hour, so every upload here lands in one hour (and one metadata file).
     let t0 = layout::hour_start(Utc::now()) - chrono::Duration::minutes(30);
     let clock = Arc::new(FixedClock::new(t0));
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let admission = Admission::new(
-        lake.store(),
-        clock.clone(),
-        Layout::new(RETENTION),
-        Arc::new(tx),
-    );
-    let config = ingest_api::ApiConfig {
-        rate_limit: ingest_api::config::RateLimitConfig {
-            per_principal_per_second: 0,
-            per_ip_per_second: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let state = ingest_api::AppState::new(
-        &config,
-        &lake::config::LakeConfig::default(),
-        admission,
-        // Processors run elsewhere, as for `imgpipe serve`.
-        InProgress::default(),
-        policies::Policy::load(None).unwrap(),
-        None,
-        None,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(ingest_api::run(
-        listener,
-        ingest_api::router(state),
-        std::future::pending(),
-    ));
+    let (base, mut rx) = crate::common::serve_in_process(lake.store(), clock.clone(), 64).await;
     let http = crate::common::client();
     let url = |path: &str| format!("{base}{path}");
     let upload = |body: Bytes, key: Option<&'static str>| {

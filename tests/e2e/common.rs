@@ -394,3 +394,45 @@ pub fn required_tool(env: &str) -> Option<String> {
     }
     path
 }
+
+/// `imgpipe serve` in this process on `store`: keyless, no rate limits,
+/// processors elsewhere. Returns its base URL and the events it emits
+/// (`capacity` of them before admission waits).
+pub async fn serve_in_process(
+    store: lake::SharedStore,
+    clock: lake::SharedClock,
+    capacity: usize,
+) -> (String, tokio::sync::mpsc::Receiver<lake::ImageReceived>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    let admission = lake::admission::Admission::new(
+        store,
+        clock,
+        lake::Layout::new(chrono::Duration::days(7)),
+        std::sync::Arc::new(tx),
+    );
+    let config = ingest_api::ApiConfig {
+        rate_limit: ingest_api::config::RateLimitConfig {
+            per_principal_per_second: 0,
+            per_ip_per_second: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let state = ingest_api::AppState::new(
+        &config,
+        &lake::config::LakeConfig::default(),
+        admission,
+        lake::InProgress::default(),
+        policies::Policy::load(None).unwrap(),
+        None,
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(ingest_api::run(
+        listener,
+        ingest_api::router(state),
+        std::future::pending(),
+    ));
+    (base, rx)
+}

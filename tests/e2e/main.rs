@@ -10,6 +10,7 @@ mod access;
 mod analyst;
 mod api;
 mod browser;
+mod cost;
 mod crash;
 mod disk_full;
 mod faults;
