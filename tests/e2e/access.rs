@@ -346,8 +346,9 @@ impl EventSource for Events {
         'l0: 'at,
         Self: 'at,
     {
-        let event = self.queue.pop_front();
-        Box::pin(async move { event.map(|e| Delivery::new(e, || {})) })
+        // Taken when polled, so an event is never lost with a future that
+        // `select!` drops unpolled.
+        Box::pin(async move { self.queue.pop_front().map(|e| Delivery::new(e, || {})) })
     }
     fn has_peers(&self) -> bool {
         self.peers
