@@ -13,8 +13,6 @@
 
 use std::{
     collections::{BTreeSet, VecDeque},
-    future::Future,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -111,145 +109,57 @@ impl Meanwhile {
     }
 }
 
-type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-// `Store` is an `#[async_trait]` trait; this is what the macro would write.
+#[async_trait::async_trait]
 impl Store for Meanwhile {
     fn location(&self) -> String {
         self.inner.location()
     }
-    fn put<'l0, 'l1, 'l2, 'at>(
-        &'l0 self,
-        key: &'l1 str,
-        data: Bytes,
-        opts: &'l2 PutOptions,
-    ) -> Fut<'at, Result<(), StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        'l2: 'at,
-        Self: 'at,
-    {
-        Box::pin(async move {
-            self.inner.put(key, data.clone(), opts).await?;
-            for (other, body) in self.fire(key, &data) {
-                self.inner.put(&other, body, &PutOptions::default()).await?;
-            }
-            Ok(())
-        })
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> Result<(), StoreError> {
+        self.inner.put(key, data.clone(), opts).await?;
+        for (other, body) in self.fire(key, &data) {
+            self.inner.put(&other, body, &PutOptions::default()).await?;
+        }
+        Ok(())
     }
-    fn get<'l0, 'l1, 'at>(&'l0 self, key: &'l1 str) -> Fut<'at, Result<Option<Bytes>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.get(key)
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(key).await
     }
-    fn exists<'l0, 'l1, 'at>(&'l0 self, key: &'l1 str) -> Fut<'at, Result<bool, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.exists(key)
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
     }
-    fn list<'l0, 'l1, 'at>(
-        &'l0 self,
-        prefix: &'l1 str,
-    ) -> Fut<'at, Result<Vec<ObjectInfo>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.list(prefix)
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.inner.list(prefix).await
     }
-    fn delete<'l0, 'l1, 'at>(&'l0 self, keys: &'l1 [String]) -> Fut<'at, Result<(), StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.delete(keys)
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete(keys).await
     }
-    fn list_versions<'l0, 'l1, 'at>(
-        &'l0 self,
-        prefix: &'l1 str,
-    ) -> Fut<'at, Result<Vec<ObjectVersion>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.list_versions(prefix)
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        self.inner.list_versions(prefix).await
     }
-    fn versions_of<'l0, 'l1, 'at>(
-        &'l0 self,
-        key: &'l1 str,
-    ) -> Fut<'at, Result<Vec<ObjectVersion>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.versions_of(key)
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        self.inner.versions_of(key).await
     }
-    fn list_dirs<'l0, 'l1, 'at>(
-        &'l0 self,
-        prefix: &'l1 str,
-    ) -> Fut<'at, Result<Vec<String>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.list_dirs(prefix)
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list_dirs(prefix).await
     }
-    fn list_versions_below<'l0, 'l1, 'l2, 'at>(
-        &'l0 self,
-        prefix: &'l1 str,
-        below: &'l2 str,
-    ) -> Fut<'at, Result<Vec<ObjectVersion>, StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        'l2: 'at,
-        Self: 'at,
-    {
-        self.inner.list_versions_below(prefix, below)
+    async fn list_versions_below(
+        &self,
+        prefix: &str,
+        below: &str,
+    ) -> Result<Vec<ObjectVersion>, StoreError> {
+        self.inner.list_versions_below(prefix, below).await
     }
-    fn purge<'l0, 'l1, 'at>(
-        &'l0 self,
-        versions: &'l1 [ObjectVersion],
-    ) -> Fut<'at, Result<(), StoreError>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.purge(versions)
+    async fn purge(&self, versions: &[ObjectVersion]) -> Result<(), StoreError> {
+        self.inner.purge(versions).await
     }
-    fn ping<'l0, 'at>(&'l0 self) -> Fut<'at, Result<(), StoreError>>
-    where
-        'l0: 'at,
-        Self: 'at,
-    {
-        self.inner.ping()
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
     }
-    fn stale_scratch<'l0, 'at>(&'l0 self) -> Fut<'at, Result<Vec<String>, StoreError>>
-    where
-        'l0: 'at,
-        Self: 'at,
-    {
-        self.inner.stale_scratch()
+    async fn stale_scratch(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.stale_scratch().await
     }
-    fn remove_stale_scratch<'l0, 'at>(&'l0 self) -> Fut<'at, Result<usize, StoreError>>
-    where
-        'l0: 'at,
-        Self: 'at,
-    {
-        self.inner.remove_stale_scratch()
+    async fn remove_stale_scratch(&self) -> Result<usize, StoreError> {
+        self.inner.remove_stale_scratch().await
     }
 }
 
@@ -339,16 +249,10 @@ struct Events {
     peers: bool,
 }
 
-// `EventSource` is an `#[async_trait]` trait; this is what the macro would write.
+#[async_trait::async_trait]
 impl EventSource for Events {
-    fn next<'l0, 'at>(&'l0 mut self) -> Fut<'at, Option<Delivery>>
-    where
-        'l0: 'at,
-        Self: 'at,
-    {
-        // Taken when polled, so an event is never lost with a future that
-        // `select!` drops unpolled.
-        Box::pin(async move { self.queue.pop_front().map(|e| Delivery::new(e, || {})) })
+    async fn next(&mut self) -> Option<Delivery> {
+        self.queue.pop_front().map(|e| Delivery::new(e, || {}))
     }
     fn has_peers(&self) -> bool {
         self.peers
@@ -517,19 +421,6 @@ async fn api_requests_are_exactly_the_declared_ones() {
 // ---------------------------------------------------------------- bridge
 
 /// The local broker from `.ci/run`; `None` skips (fails under CI).
-fn kafka_brokers() -> Option<String> {
-    match std::env::var("IMGPIPE_TEST_KAFKA") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var_os("IMGPIPE_REQUIRE_SERVERS").is_none(),
-                "IMGPIPE_TEST_KAFKA is not set but IMGPIPE_REQUIRE_SERVERS is"
-            );
-            eprintln!("skipping: IMGPIPE_TEST_KAFKA is not set (run `bash .ci/run`)");
-            None
-        }
-    }
-}
 
 /// `imgpipe bridge`: messages admitted, one delivered twice, one that
 /// waited in its topic past its hour's checkpoint, one an erasure races,
@@ -543,7 +434,7 @@ async fn bridge_requests_are_exactly_the_declared_ones() {
         producer::{FutureProducer, FutureRecord},
     };
 
-    let Some(brokers) = kafka_brokers() else {
+    let Some(brokers) = crate::kafka::brokers() else {
         return;
     };
     let lake = Lake::new();

@@ -12,8 +12,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    future::Future,
-    pin::Pin,
     sync::{Arc, Mutex},
 };
 
@@ -166,8 +164,6 @@ fn images(n: usize) -> Vec<Bytes> {
 
 // ---------------------------------------------------------------- processing
 
-type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// Events handed over in order, then none, as the events topic's consumer
 /// does for `imgpipe process` beside other processors (prod runs two or
 /// more). Marks its processor's store when first asked for an event: what
@@ -178,23 +174,15 @@ struct Batch {
     started: Arc<Mutex<Option<Mark>>>,
 }
 
-// `EventSource` is an `#[async_trait]` trait; this is what the macro would write.
+#[async_trait::async_trait]
 impl EventSource for Batch {
-    fn next<'l0, 'at>(&'l0 mut self) -> Fut<'at, Option<Delivery>>
-    where
-        'l0: 'at,
-        Self: 'at,
-    {
-        // Taken when polled, so an event is never lost with a future that
-        // `select!` drops unpolled.
-        Box::pin(async move {
-            let mut started = self.started.lock().unwrap();
-            if started.is_none() {
-                *started = Some(mark(&self.store));
-            }
-            drop(started);
-            self.queue.pop_front().map(|e| Delivery::new(e, || {}))
-        })
+    async fn next(&mut self) -> Option<Delivery> {
+        let mut started = self.started.lock().unwrap();
+        if started.is_none() {
+            *started = Some(mark(&self.store));
+        }
+        drop(started);
+        self.queue.pop_front().map(|e| Delivery::new(e, || {}))
     }
     fn has_peers(&self) -> bool {
         true

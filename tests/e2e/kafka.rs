@@ -32,7 +32,7 @@ mod secure;
 mod telemetry;
 
 /// The local broker from `.ci/run`; `None` skips (fails under CI).
-fn brokers() -> Option<String> {
+pub(crate) fn brokers() -> Option<String> {
     match std::env::var("IMGPIPE_TEST_KAFKA") {
         Ok(b) if !b.is_empty() => Some(b),
         _ => {
